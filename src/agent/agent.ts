@@ -1,0 +1,149 @@
+/**
+ * `broker-agent expose`: the device side. Connects out to the broker, asks for a
+ * reverse tunnel (`tcpip-forward`), publishes its descriptor on the control
+ * channel, and serves each `forwarded-tcpip` stream as SOCKS5, enforcing its own
+ * policy (it never trusts the broker to do so).
+ */
+import { EventEmitter } from 'node:events';
+import type { Client, ClientChannel } from 'ssh2';
+import { BrokerError, describeError } from '../errors';
+import { silentLogger, type Logger } from '../log';
+import { AGENT_FORWARD_ADDR, EXPOSE_COMMAND, EXPOSE_USER, PROTOCOL_VERSION, Timeouts } from '../protocol/constants';
+import { errorFromEvent, parseJsonLine, readLines, type ControlEvent } from '../protocol/control';
+import { descriptorPolicy, type Descriptor } from '../protocol/descriptor';
+import { formatTarget } from '../protocol/target';
+import type { Policy } from '../policy/policy';
+import { generateIdentity, type Identity } from '../transport/keys';
+import { connectSsh, execChannel } from '../transport/ssh-client';
+import { serveSocksStream, type StreamReport } from './socks-responder';
+
+export interface ExposeOptions {
+  broker: string;
+  descriptor: Descriptor;
+  identity?: Identity;
+  fingerprint?: string;
+  knownBrokersFile?: string;
+  dialTimeoutMs?: number;
+  log?: Logger;
+}
+
+/** Events an exposing agent reports (the CLI prints them; `--json` prints them as lines). */
+export interface AgentEvents {
+  event: [ControlEvent];
+  'stream-opened': [{ helper: number; target: string; rep: number; reason: string }];
+  'stream-closed': [{ helper: number; target: string; sent: number; received: number; durationMs: number }];
+  'new-host-key': [string];
+  /** The session is over (ended by the broker, or the connection was lost). */
+  ended: [BrokerError];
+}
+
+export class Agent extends EventEmitter<AgentEvents> {
+  private client: Client | undefined;
+  private control: ClientChannel | undefined;
+  private readonly policy: Policy;
+  private readonly log: Logger;
+  private closed = false;
+  private endedEmitted = false;
+  /** The session code, once the broker has created the session. */
+  code: string | undefined;
+
+  constructor(private readonly opts: ExposeOptions) {
+    super();
+    this.policy = descriptorPolicy(opts.descriptor);
+    this.log = opts.log ?? silentLogger;
+  }
+
+  /** Connect, expose, and resolve with the `session` event once the broker created the session. */
+  async start(): Promise<Extract<ControlEvent, { event: 'session' }>> {
+    const identity = this.opts.identity ?? generateIdentity('broker-agent expose');
+    const { client } = await connectSsh({
+      broker: this.opts.broker, username: EXPOSE_USER, identity,
+      fingerprint: this.opts.fingerprint, knownBrokersFile: this.opts.knownBrokersFile,
+      onNewHostKey: (fp) => this.emit('new-host-key', fp),
+    });
+    this.client = client;
+    client.on('tcp connection', (info, accept) => {
+      const channel = accept();
+      this.serve(channel, info.srcPort);
+    });
+    client.on('error', (err) => this.log.debug('ssh error', { error: describeError(err) }));
+    client.once('close', () => this.finish(new BrokerError('BRK_BROKER_UNREACHABLE', 'connection to the broker was lost')));
+
+    await new Promise<number>((resolve, reject) => {
+      client.forwardIn(AGENT_FORWARD_ADDR, 0, (err, port) => {
+        if (err) reject(new BrokerError('BRK_INTERNAL', `the broker refused the reverse tunnel: ${describeError(err)}`));
+        else resolve(port);
+      });
+    });
+    const control = await execChannel(client, EXPOSE_COMMAND);
+    this.control = control;
+    control.write(`${JSON.stringify({ type: 'expose', version: PROTOCOL_VERSION, descriptor: this.opts.descriptor })}\n`);
+
+    return new Promise((resolve, reject) => {
+      let first = true;
+      readLines(control, (line) => {
+        let ev: Record<string, unknown>;
+        try { ev = parseJsonLine(line, 'broker event'); } catch { return; }
+        if (first) {
+          first = false;
+          if (ev.event === 'session' && typeof ev.code === 'string') {
+            this.code = ev.code;
+            this.emit('event', ev as ControlEvent);
+            resolve(ev as Extract<ControlEvent, { event: 'session' }>);
+          } else {
+            const err = ev.event === 'error' ? errorFromEvent(ev) : new BrokerError('BRK_INTERNAL', 'unexpected first event from the broker');
+            this.close();
+            reject(err);
+          }
+          return;
+        }
+        this.emit('event', ev as ControlEvent);
+        if (ev.event === 'session-ended') {
+          this.finish(new BrokerError('BRK_SESSION_ENDED', `session ended: ${String(ev.message ?? ev.reason)}`));
+        }
+      }, (err) => reject(err));
+      control.once('close', () => {
+        if (first) reject(new BrokerError('BRK_INTERNAL', 'the broker closed the control channel before creating a session'));
+      });
+    });
+  }
+
+  private serve(channel: ClientChannel, helper: number): void {
+    const opened = Date.now();
+    let report: StreamReport | undefined;
+    void serveSocksStream(channel, {
+      policy: this.policy,
+      timeoutMs: this.opts.dialTimeoutMs ?? Timeouts.dial,
+      handshakeTimeoutMs: Timeouts.socksHandshake,
+      onOpen: (r) => {
+        report = r;
+        const target = r.target ? formatTarget(r.target) : '?';
+        this.log.info(r.rep === 0 ? 'stream opened' : 'stream refused', { helper, dest: target, rep: r.rep, reason: r.reason });
+        this.emit('stream-opened', { helper, target, rep: r.rep, reason: r.reason });
+      },
+    }).then((r) => {
+      report = r;
+      if (r.rep === 0 && r.target && r.result) {
+        const ev = { helper, target: formatTarget(r.target), sent: r.result.bToA, received: r.result.aToB, durationMs: Date.now() - opened };
+        this.log.debug('stream closed', ev);
+        this.emit('stream-closed', ev);
+      }
+    });
+    void report;
+  }
+
+  private finish(err: BrokerError): void {
+    if (this.endedEmitted) return;
+    this.endedEmitted = true;
+    this.close();
+    this.emit('ended', err);
+  }
+
+  /** End the session and disconnect. Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.control?.close();
+    this.client?.end();
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * Serves SOCKS5 on one `forwarded-tcpip` channel from the broker: greeting, CONNECT,
+ * dial from the device, then the exact reply code (and on failure a one-line reason
+ * after the reply, which our broker relays to helpers), then the relay.
+ */
+import type { Duplex } from 'node:stream';
+import { BrokerError, describeError } from '../errors';
+import { encodeMethodSelection, encodeReply, parseGreeting, parseRequest } from '../protocol/socks5';
+import { readMessage } from '../protocol/socks-stream';
+import { formatTarget, type Target } from '../protocol/target';
+import { relay, type RelayResult } from '../transport/relay';
+import type { DialOptions } from './dial';
+import { dialTarget } from './dial';
+
+/** What happened on one stream, for the live view and logs. */
+export interface StreamReport {
+  target?: Target;
+  rep: number;
+  reason: string;
+  result?: RelayResult;
+}
+
+export interface ResponderOptions extends DialOptions {
+  handshakeTimeoutMs: number;
+  /** Called once the outcome of the CONNECT is known (before the relay). */
+  onOpen?: (report: StreamReport) => void;
+}
+
+/** Run one SOCKS5 exchange on `channel`; resolves when the stream is over. Never throws. */
+export async function serveSocksStream(channel: Duplex, opts: ResponderOptions): Promise<StreamReport> {
+  const fail = (rep: number, reason: string, target?: Target): StreamReport => {
+    if (!channel.destroyed) channel.end(Buffer.concat([encodeReply(rep), Buffer.from(`${reason.replace(/\n/g, ' ')}\n`)]));
+    const report = { target, rep, reason };
+    opts.onOpen?.(report);
+    return report;
+  };
+  let target: Target | undefined;
+  try {
+    const greeting = await readMessage(channel, parseGreeting, { timeoutMs: opts.handshakeTimeoutMs, what: 'SOCKS greeting' });
+    if (!greeting.methods.includes(0)) {
+      channel.end(Buffer.from([5, 0xff]));
+      return { rep: 0xff, reason: 'no acceptable SOCKS auth method' };
+    }
+    channel.write(encodeMethodSelection(0));
+    const request = await readMessage(channel, parseRequest, { timeoutMs: opts.handshakeTimeoutMs, what: 'SOCKS request' });
+    target = request.target;
+    if (request.command !== 1) return fail(0x07, `SOCKS command ${request.command} is not supported (only CONNECT)`, target);
+    const socket = await dialTarget(target, opts);
+    channel.write(encodeReply(0, { host: socket.localAddress ?? '0.0.0.0', port: socket.localPort ?? 0 }));
+    const report: StreamReport = { target, rep: 0, reason: 'succeeded' };
+    opts.onOpen?.(report);
+    report.result = await relay(channel, socket);
+    return report;
+  } catch (err) {
+    if (err instanceof BrokerError) {
+      const reply = (err as { reply?: Buffer }).reply;
+      if (reply && !target) {
+        channel.end(reply);
+        return { rep: reply[1] ?? 1, reason: err.message };
+      }
+      if (!target && err.code === 'BRK_TIMEOUT') { channel.destroy(); return { rep: 1, reason: err.message }; }
+      return fail(err.socksReply, err.message, target);
+    }
+    return fail(1, `${target ? formatTarget(target) : 'stream'}: ${describeError(err)}`, target);
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * The broker's handle on one agent: its SSH connection, its reverse tunnel
+ * (`tcpip-forward` binding) and its control channel. Streams to the device are
+ * `forwarded-tcpip` channels carrying SOCKS5 (OpenSSH's remote dynamic forwarding
+ * convention), so a stock `ssh -R 0` client can be an agent too.
+ */
+import type { Connection, ServerChannel } from 'ssh2';
+import { BrokerError, describeError, socksReplyMessage, fromSocksReply } from '../errors';
+import type { ControlEvent } from '../protocol/control';
+import { encodeGreeting, encodeRequest, parseMethodSelection, parseReply } from '../protocol/socks5';
+import { readMessage } from '../protocol/socks-stream';
+import { formatTarget, type Target } from '../protocol/target';
+import { readRemainder } from '../transport/relay';
+
+/** Result of asking the device to connect somewhere. */
+export interface AgentStream {
+  /** SOCKS5 reply byte from the device (0 = connected). */
+  rep: number;
+  /** The channel; on success it is ready for data, on failure it is already closed. */
+  channel: ServerChannel;
+  bound: { host: string; port: number };
+  /** The device's own one-line reason on failure (native agents send one), else the reply's meaning. */
+  reason: string;
+}
+
+/** Who is asking, passed to the agent as the forwarded-tcpip originator (helper id as port). */
+export interface StreamOrigin {
+  helperId: number;
+  address: string;
+}
+
+export class AgentLink {
+  /** The `tcpip-forward` binding the agent asked for, with the port we assigned. */
+  binding: { addr: string; port: number } | undefined;
+  /** Writes control events to the agent (JSON or plain text). */
+  eventSink: ((ev: ControlEvent) => void) | undefined;
+  private closed = false;
+
+  constructor(
+    readonly conn: Connection,
+    readonly fingerprint: string,
+    readonly address: string,
+    private readonly handshakeTimeoutMs: number,
+  ) {
+    conn.once('close', () => { this.closed = true; });
+  }
+
+  /** True while the SSH connection is up and the reverse tunnel is bound (what the sweeper checks). */
+  alive(): boolean {
+    return !this.closed && this.binding !== undefined;
+  }
+
+  markClosed(): void {
+    this.closed = true;
+  }
+
+  sendEvent(ev: ControlEvent): void {
+    if (!this.closed) this.eventSink?.(ev);
+  }
+
+  /** Open a stream through the reverse tunnel and run the SOCKS5 handshake (pipelined). */
+  async openStream(target: Target, origin: StreamOrigin): Promise<AgentStream> {
+    const binding = this.binding;
+    if (!binding || this.closed) throw new BrokerError('BRK_AGENT_OFFLINE', 'the device is not connected (its tunnel is down)');
+    const channel = await new Promise<ServerChannel>((resolve, reject) => {
+      const originPort = ((origin.helperId - 1) % 65535) + 1;
+      this.conn.forwardOut(binding.addr, binding.port, origin.address, originPort, (err, ch) => {
+        if (err) reject(new BrokerError('BRK_AGENT_OFFLINE', `the device refused a tunnel stream: ${describeError(err)}`, { cause: err }));
+        else resolve(ch);
+      });
+    });
+    try {
+      // Greeting and request in one write: one round trip instead of two.
+      channel.write(Buffer.concat([encodeGreeting(), encodeRequest(target)]));
+      const sel = await readMessage(channel, parseMethodSelection, { timeoutMs: this.handshakeTimeoutMs, what: 'device SOCKS method selection' });
+      if (sel.method !== 0x00) throw new BrokerError('BRK_INTERNAL', `the device asked for SOCKS auth method 0x${sel.method.toString(16)}`);
+      const reply = await readMessage(channel, parseReply, { timeoutMs: this.handshakeTimeoutMs, what: 'device SOCKS reply' });
+      if (reply.rep === 0) return { rep: 0, channel, bound: reply.bound, reason: 'succeeded' };
+      const text = await readRemainder(channel);
+      channel.destroy();
+      return { rep: reply.rep, channel, bound: reply.bound, reason: text || `${formatTarget(target)}: ${socksReplyMessage(reply.rep)}` };
+    } catch (err) {
+      channel.destroy();
+      if (err instanceof BrokerError && err.code === 'BRK_TIMEOUT') {
+        throw new BrokerError('BRK_TIMEOUT', `${formatTarget(target)}: the device did not answer within ${this.handshakeTimeoutMs} ms`);
+      }
+      throw err instanceof BrokerError ? err : new BrokerError(fromSocksReply(1), describeError(err), { cause: err });
+    }
+  }
+
+  /** Disconnect the agent. */
+  close(): void {
+    this.closed = true;
+    this.conn.end();
+  }
+}

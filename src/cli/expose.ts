@@ -1,0 +1,96 @@
+/** `broker-agent expose`: build the descriptor from flags, expose, print the code and a live view. */
+import { Agent } from '../agent/agent';
+import { createLogger, type LogFormat, type LogLevel } from '../log';
+import { makeDescriptor, formatDescriptor } from '../protocol/descriptor';
+import { eventText } from '../broker/text';
+import { loadIdentity } from '../transport/keys';
+import { defaultKnownBrokersFile } from '../transport/known-brokers';
+import { ExitCode, fail } from './exit';
+import { clientOptions, durationOption, requireBroker } from './options';
+import { Printer } from './printer';
+
+export interface ExposeArgs {
+  broker?: string;
+  allow?: string[];
+  deny?: string[];
+  label?: string;
+  'max-helpers'?: number;
+  expires?: string;
+  'dial-timeout'?: string;
+  identity?: string;
+  fingerprint?: string;
+  'known-brokers'?: string;
+  json: boolean;
+  'log-format': LogFormat;
+  'log-level': LogLevel;
+}
+
+export const exposeOptions = {
+  ...clientOptions,
+  allow: { type: 'string', array: true, describe: 'what helpers may reach: CIDR | IP | HOST | *.DOMAIN, optional :PORTS (repeatable; default: private ranges)' },
+  deny: { type: 'string', array: true, describe: 'what they may never reach (same syntax; deny beats allow)' },
+  label: { type: 'string', describe: 'a name for this device, shown to helpers' },
+  'max-helpers': { type: 'number', describe: 'most helpers at once' },
+  expires: { type: 'string', describe: 'end the session after this long (e.g. 2h)' },
+  'dial-timeout': { type: 'string', describe: 'connect timeout on the device (default 10s)' },
+} as const;
+
+export async function runExpose(args: ExposeArgs): Promise<void> {
+  const out = new Printer(args.json);
+  try {
+    const broker = requireBroker(args.broker);
+    const descriptor = makeDescriptor({
+      label: args.label,
+      allow: args.allow ?? [],
+      deny: args.deny ?? [],
+      maxHelpers: args['max-helpers'],
+      expiresAt: args.expires ? new Date(Date.now() + durationOption('expires', args.expires)).toISOString() : undefined,
+    });
+    const agent = new Agent({
+      broker, descriptor,
+      identity: args.identity ? loadIdentity(args.identity) : undefined,
+      fingerprint: args.fingerprint,
+      knownBrokersFile: args['known-brokers'] ?? defaultKnownBrokersFile(),
+      dialTimeoutMs: args['dial-timeout'] ? durationOption('dial-timeout', args['dial-timeout']) : undefined,
+      log: createLogger({ format: args['log-format'], level: args['log-level'], scope: 'agent' }),
+    });
+    agent.on('new-host-key', (fp) => out.note(`first connection to ${broker}: remembered its host key ${fp}`));
+    agent.on('event', (ev) => {
+      if (ev.event === 'session') {
+        out.event(ev, [
+          `Session code: ${ev.code}`,
+          '',
+          'Give the code to your helpers. They run:',
+          `  ${ev.helperCommand}`,
+          'or, with stock OpenSSH:',
+          `  ssh -N -D 1080 -p ${portOf(ev.broker)} ${ev.code}@${hostOf(ev.broker)}`,
+          '',
+          formatDescriptor(descriptor),
+          '',
+          'Waiting for helpers. Press Ctrl-C to end the session.',
+        ].join('\n'));
+      } else if (ev.event !== 'session-ended') {
+        out.event(ev, eventText(ev));
+      }
+    });
+    agent.on('stream-opened', (s) => out.event({ event: 'stream-opened', ...s }, `helper #${s.helper} → ${s.target}: ${s.rep === 0 ? 'connected' : s.reason}`));
+    agent.on('stream-closed', (s) => out.event({ event: 'stream-closed', ...s }, `helper #${s.helper} × ${s.target} (sent ${s.sent} B, received ${s.received} B, ${s.durationMs} ms)`));
+    agent.on('ended', (err) => {
+      out.event({ event: 'session-ended', reason: err.code === 'BRK_SESSION_ENDED' ? 'ended' : 'connection-lost', message: err.message }, err.message);
+      process.exit(ExitCode.SESSION_ENDED);
+    });
+    const stop = () => { agent.close(); process.exit(ExitCode.OK); };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    await agent.start();
+  } catch (err) {
+    fail('broker-agent expose', err, args.json);
+  }
+}
+
+function hostOf(hp: string): string {
+  return (/^\[(.+)\]:\d+$/.exec(hp) ?? /^(.+):\d+$/.exec(hp))?.[1] ?? hp;
+}
+function portOf(hp: string): string {
+  return /:(\d+)$/.exec(hp)?.[1] ?? '2222';
+}

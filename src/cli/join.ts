@@ -1,0 +1,64 @@
+/** `broker-agent join CODE`: join a session, open the local SOCKS5 port, exit non-zero when the session ends. */
+import { Helper } from '../helper/helper';
+import { createLogger, type LogFormat, type LogLevel } from '../log';
+import { formatDescriptor } from '../protocol/descriptor';
+import { eventText } from '../broker/text';
+import { loadIdentity } from '../transport/keys';
+import { defaultKnownBrokersFile } from '../transport/known-brokers';
+import { ExitCode, fail } from './exit';
+import { clientOptions, listenOption, requireBroker } from './options';
+import { Printer } from './printer';
+
+export interface JoinArgs {
+  code: string;
+  broker?: string;
+  socks: string;
+  identity?: string;
+  fingerprint?: string;
+  'known-brokers'?: string;
+  json: boolean;
+  'log-format': LogFormat;
+  'log-level': LogLevel;
+}
+
+export const joinOptions = {
+  ...clientOptions,
+  socks: { type: 'string', default: process.env.BROKER_SOCKS ?? '127.0.0.1:1080', describe: 'local SOCKS5 listen address (port 0 = any free port)' },
+} as const;
+
+export async function runJoin(args: JoinArgs): Promise<void> {
+  const out = new Printer(args.json);
+  try {
+    const broker = requireBroker(args.broker);
+    const helper = new Helper({
+      code: String(args.code),
+      broker,
+      socks: listenOption('socks', args.socks, '127.0.0.1'),
+      identity: args.identity ? loadIdentity(args.identity) : undefined,
+      fingerprint: args.fingerprint,
+      knownBrokersFile: args['known-brokers'] ?? defaultKnownBrokersFile(),
+      log: createLogger({ format: args['log-format'], level: args['log-level'], scope: 'join' }),
+    });
+    helper.on('new-host-key', (fp) => out.note(`first connection to ${broker}: remembered its host key ${fp}`));
+    helper.on('event', (ev) => { if (ev.event !== 'session-ended') out.event(ev, eventText(ev)); });
+    helper.on('stream', (s) => out.event({ event: 'stream', ...s }, `${s.target}: ${s.rep === 0 ? `closed (sent ${s.sent} B, received ${s.received} B)` : s.reason}`));
+    helper.on('ended', (err) => {
+      out.event({ event: 'session-ended', code: err.code, message: err.message }, `${err.message}`);
+      process.stderr.write(`broker-agent join: ${err.message} [${err.code}]\n`);
+      process.exit(ExitCode.SESSION_ENDED);
+    });
+    const stop = () => { helper.close(); process.exit(ExitCode.OK); };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    const ready = await helper.start();
+    out.event({ event: 'ready', socks: ready.socks, socksUrl: ready.socksUrl, helper: ready.helper, descriptor: ready.descriptor }, [
+      `Joined${ready.descriptor.label ? ` "${ready.descriptor.label}"` : ''} as helper #${ready.helper.id}.`,
+      formatDescriptor(ready.descriptor),
+      '',
+      `SOCKS5 proxy: ${ready.socks}   e.g.  curl --socks5-hostname ${ready.socks} http://HOST/`,
+      'Press Ctrl-C to leave.',
+    ].join('\n'));
+  } catch (err) {
+    fail('broker-agent join', err, args.json);
+  }
+}

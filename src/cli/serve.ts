@@ -1,0 +1,53 @@
+/** `broker serve`: parse flags, start the broker, print where it listens, stop on SIGINT/SIGTERM. */
+import { Broker } from '../broker/broker';
+import { formatHostPort } from '../config';
+import { createLogger, type LogFormat, type LogLevel } from '../log';
+import { Defaults } from '../protocol/constants';
+import { fail } from './exit';
+import { defaultDataDir, durationOption, listenOption } from './options';
+
+export interface ServeArgs {
+  listen: string;
+  'data-dir'?: string;
+  'public-address'?: string;
+  'check-interval': string;
+  'log-format': LogFormat;
+  'log-level': LogLevel;
+}
+
+export const serveOptions = {
+  listen: { type: 'string', default: process.env.BROKER_LISTEN ?? Defaults.brokerListen, describe: 'SSH listen address HOST:PORT (port 0 = any free port)' },
+  'data-dir': { type: 'string', describe: 'where the host key lives (default $XDG_DATA_HOME/remote-assist-broker)' },
+  'public-address': { type: 'string', describe: 'HOST:PORT printed in helper commands (default: the address each device connected to)' },
+  'check-interval': { type: 'string', default: process.env.BROKER_CHECK_INTERVAL ?? '5s', describe: 'how often every device tunnel is checked' },
+  'log-format': { choices: ['json', 'pretty'] as const, default: 'pretty' as const, describe: 'log format; json prints a `listening` object first' },
+  'log-level': { choices: ['error', 'warn', 'info', 'debug'] as const, default: 'info' as const },
+} as const;
+
+export async function runServe(args: ServeArgs): Promise<void> {
+  const json = args['log-format'] === 'json';
+  try {
+    const listen = listenOption('listen', args.listen, '0.0.0.0');
+    const log = createLogger({ format: args['log-format'], level: args['log-level'], scope: 'broker', stream: process.stdout });
+    const broker = new Broker({
+      host: listen.host, port: listen.port,
+      dataDir: args['data-dir'] ?? defaultDataDir(),
+      publicAddress: args['public-address'],
+      checkIntervalMs: durationOption('check-interval', args['check-interval']),
+      log,
+    });
+    await broker.start();
+    const a = broker.address();
+    const ssh = formatHostPort(a.host, a.port);
+    if (json) process.stdout.write(`${JSON.stringify({ event: 'listening', ssh, fingerprint: broker.fingerprint })}\n`);
+    else process.stdout.write(`broker listening on ${ssh}\nhost key fingerprint ${broker.fingerprint}\n`);
+    const stop = (signal: string) => {
+      log.info('shutting down', { signal });
+      void broker.close().then(() => process.exit(0));
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  } catch (err) {
+    fail('broker', err, json);
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * The helper's local SOCKS5 server (what curl, browsers and `ssh -o ProxyCommand`
+ * talk to). The greeting is answered locally (no round trip); the CONNECT goes
+ * through the StreamOpener, and the client gets the device's exact reply code:
+ * 0x02 not allowed, 0x03 network unreachable, 0x04 host unreachable, 0x05 refused,
+ * 0x06 timed out.
+ */
+import net from 'node:net';
+import { EventEmitter } from 'node:events';
+import { BrokerError, describeError, toSocksReply } from '../errors';
+import { silentLogger, type Logger } from '../log';
+import { Timeouts } from '../protocol/constants';
+import { encodeMethodSelection, encodeReply, parseGreeting, parseRequest } from '../protocol/socks5';
+import { readMessage } from '../protocol/socks-stream';
+import { formatTarget } from '../protocol/target';
+import { relay } from '../transport/relay';
+import type { StreamOpener } from './stream-opener';
+
+export interface SocksFrontendEvents {
+  stream: [{ target: string; rep: number; reason: string; sent?: number; received?: number; durationMs?: number }];
+}
+
+export class SocksFrontend extends EventEmitter<SocksFrontendEvents> {
+  private readonly server: net.Server;
+  private readonly sockets = new Set<net.Socket>();
+
+  constructor(private readonly opener: StreamOpener, private readonly log: Logger = silentLogger) {
+    super();
+    this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.onClient(s));
+  }
+
+  /** Listen; resolves when bound. Port 0 picks a free port. */
+  start(host: string, port: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', (err: NodeJS.ErrnoException) => reject(new BrokerError('BRK_BAD_OPTION', `cannot listen for SOCKS on ${host}:${port}: ${err.code ?? err.message} (choose another --socks, or port 0 for any free port)`)));
+      this.server.listen(port, host, () => resolve());
+    });
+  }
+
+  address(): { host: string; port: number } {
+    const a = this.server.address() as net.AddressInfo;
+    return { host: a.address, port: a.port };
+  }
+
+  /** Stop listening and cut every open client. Idempotent. */
+  close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    return new Promise((resolve) => (this.server.listening ? this.server.close(() => resolve()) : resolve()));
+  }
+
+  private async onClient(socket: net.Socket): Promise<void> {
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+    socket.on('error', (err) => this.log.debug('socks client error', { error: describeError(err) }));
+    let targetText = '?';
+    try {
+      const greeting = await readMessage(socket, parseGreeting, { timeoutMs: Timeouts.socksHandshake, what: 'SOCKS greeting' });
+      if (!greeting.methods.includes(0)) {
+        socket.end(Buffer.from([5, 0xff]));
+        return;
+      }
+      socket.write(encodeMethodSelection(0));
+      const request = await readMessage(socket, parseRequest, { timeoutMs: Timeouts.socksHandshake, what: 'SOCKS request' });
+      targetText = formatTarget(request.target);
+      if (request.command !== 1) {
+        socket.end(encodeReply(0x07));
+        this.emit('stream', { target: targetText, rep: 7, reason: 'only CONNECT is supported' });
+        return;
+      }
+      const ac = new AbortController();
+      socket.once('close', () => ac.abort());
+      const opened = await this.opener.open(request.target, ac.signal);
+      if (socket.destroyed) { opened.stream.destroy(); return; }
+      socket.write(encodeReply(0, opened.bound));
+      const r = await relay(socket, opened.stream);
+      this.emit('stream', { target: targetText, rep: 0, reason: 'succeeded', sent: r.aToB, received: r.bToA, durationMs: r.durationMs });
+    } catch (err) {
+      const e = err instanceof BrokerError ? err : new BrokerError('BRK_INTERNAL', describeError(err));
+      const reply = (err as { reply?: Buffer }).reply;
+      this.log.info('socks request failed', { dest: targetText, code: e.code, reason: e.message });
+      this.emit('stream', { target: targetText, rep: toSocksReply(e.code), reason: e.message });
+      if (!socket.destroyed) {
+        if (reply) socket.end(reply);
+        else if (targetText === '?') socket.destroy();
+        else socket.end(encodeReply(toSocksReply(e.code)));
+      }
+    }
+  }
+}

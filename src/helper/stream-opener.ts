@@ -1,0 +1,57 @@
+/**
+ * The one thing front-ends need from the tunnel: "open a stream to host:port".
+ * The SSH implementation opens a `direct-streamlocal` channel to the broker's
+ * in-band SOCKS endpoint and pipelines greeting + CONNECT in one write, so a new
+ * connection costs one round trip to the device; the device's exact reply code
+ * (and its one-line reason) comes back as a typed error.
+ */
+import type { Duplex } from 'node:stream';
+import type { Client, ClientChannel } from 'ssh2';
+import { BrokerError, describeError, fromSocksReply, socksReplyMessage } from '../errors';
+import { SOCKS_STREAM_PATH, Timeouts } from '../protocol/constants';
+import { encodeGreeting, encodeRequest, parseMethodSelection, parseReply } from '../protocol/socks5';
+import { readMessage } from '../protocol/socks-stream';
+import { formatTarget, type Target } from '../protocol/target';
+import { readRemainder } from '../transport/relay';
+
+/** A connected stream plus the address the device connected from. */
+export interface OpenedStream {
+  stream: Duplex;
+  bound: { host: string; port: number };
+}
+
+/** What SOCKS/HTTP front-ends depend on; they never touch ssh2. */
+export interface StreamOpener {
+  open(target: Target, signal?: AbortSignal): Promise<OpenedStream>;
+}
+
+/** StreamOpener over an SSH connection to the broker. */
+export class SshStreamOpener implements StreamOpener {
+  constructor(private readonly client: Client, private readonly handshakeTimeoutMs = Timeouts.socksHandshake + Timeouts.dial + 2000) {}
+
+  async open(target: Target, signal?: AbortSignal): Promise<OpenedStream> {
+    const channel = await new Promise<ClientChannel>((resolve, reject) => {
+      this.client.openssh_forwardOutStreamLocal(SOCKS_STREAM_PATH, (err, ch) => {
+        if (err) reject(new BrokerError('BRK_SESSION_ENDED', `the broker refused a stream: ${describeError(err)}`, { cause: err }));
+        else resolve(ch);
+      });
+    });
+    const onAbort = () => channel.destroy();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      channel.write(Buffer.concat([encodeGreeting(), encodeRequest(target)]));
+      const sel = await readMessage(channel, parseMethodSelection, { timeoutMs: this.handshakeTimeoutMs, what: 'broker SOCKS method selection' });
+      if (sel.method !== 0) throw new BrokerError('BRK_INTERNAL', `broker chose SOCKS method 0x${sel.method.toString(16)}`);
+      const reply = await readMessage(channel, parseReply, { timeoutMs: this.handshakeTimeoutMs, what: 'SOCKS reply', signal });
+      if (reply.rep === 0) return { stream: channel, bound: reply.bound };
+      const reason = await readRemainder(channel);
+      channel.destroy();
+      throw new BrokerError(fromSocksReply(reply.rep), reason || `${formatTarget(target)}: ${socksReplyMessage(reply.rep)}`);
+    } catch (err) {
+      channel.destroy();
+      throw err;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+}

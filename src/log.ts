@@ -1,0 +1,60 @@
+/**
+ * Logging: one winston logger per process, child loggers per scope
+ * (`broker › session h3k9… › chan#12`), JSON or pretty. Logs go to stderr so that
+ * stdout stays free for machine-readable events (`--json`) and the listening line.
+ */
+import winston from 'winston';
+
+export type LogFormat = 'json' | 'pretty';
+export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+
+/** The narrow logger interface the code depends on (easy to fake in tests). */
+export interface Logger {
+  error(msg: string, meta?: Record<string, unknown>): void;
+  warn(msg: string, meta?: Record<string, unknown>): void;
+  info(msg: string, meta?: Record<string, unknown>): void;
+  debug(msg: string, meta?: Record<string, unknown>): void;
+  /** A child logger whose scope is appended to this one's (`a › b`). */
+  child(scope: string, meta?: Record<string, unknown>): Logger;
+}
+
+class WinstonLogger implements Logger {
+  constructor(private readonly w: winston.Logger, private readonly scope: string) {}
+  error(msg: string, meta?: Record<string, unknown>): void { this.w.error(msg, meta); }
+  warn(msg: string, meta?: Record<string, unknown>): void { this.w.warn(msg, meta); }
+  info(msg: string, meta?: Record<string, unknown>): void { this.w.info(msg, meta); }
+  debug(msg: string, meta?: Record<string, unknown>): void { this.w.debug(msg, meta); }
+  child(scope: string, meta?: Record<string, unknown>): Logger {
+    const full = this.scope ? `${this.scope} › ${scope}` : scope;
+    return new WinstonLogger(this.w.child({ ...meta, scope: full }), full);
+  }
+}
+
+/** Create the process logger. Output goes to stderr unless `stream` says otherwise (stdout is reserved for events). */
+export function createLogger(opts: { format?: LogFormat; level?: LogLevel; scope?: string; silent?: boolean; stream?: NodeJS.WritableStream } = {}): Logger {
+  const format = opts.format ?? 'pretty';
+  const w = winston.createLogger({
+    level: opts.level ?? 'info',
+    silent: opts.silent ?? false,
+    defaultMeta: opts.scope ? { scope: opts.scope } : undefined,
+    format:
+      format === 'json'
+        ? winston.format.combine(winston.format.timestamp(), winston.format.json())
+        : winston.format.combine(
+            winston.format.timestamp({ format: 'HH:mm:ss.SSS' }),
+            winston.format.printf((info) => {
+              const { level, message, timestamp, scope, ...rest } = info as Record<string, unknown>;
+              const extra = Object.keys(rest).length ? ` ${JSON.stringify(rest)}` : '';
+              return `${String(timestamp)} ${String(level).padEnd(5)} ${scope ? `${String(scope)}: ` : ''}${String(message)}${extra}`;
+            }),
+          ),
+    transports: [new winston.transports.Stream({ stream: opts.stream ?? process.stderr })],
+  });
+  return new WinstonLogger(w, opts.scope ?? '');
+}
+
+/** A logger that drops everything (library default when the caller passes none). */
+export const silentLogger: Logger = {
+  error() {}, warn() {}, info() {}, debug() {},
+  child() { return silentLogger; },
+};

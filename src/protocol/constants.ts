@@ -1,0 +1,68 @@
+/**
+ * The shared vocabulary of the wire protocol: channel names, commands, limits and
+ * default timeouts. Defined once here so broker, agent and helper cannot drift.
+ */
+
+/** Protocol version carried in the descriptor and the control channel hello. */
+export const PROTOCOL_VERSION = 1;
+
+/** SSH identification suffix of our programs (appears in `SSH-2.0-...`). */
+export const SSH_IDENT = 'remote-assist-broker_0.1';
+
+/** SSH user name an agent uses to expose a session (stock `ssh -R 0 expose@broker` too). */
+export const EXPOSE_USER = 'expose';
+
+/** exec command of the agent's control channel: descriptor in, session events out. */
+export const EXPOSE_COMMAND = 'expose';
+
+/** exec command of the helper's control channel: descriptor and session events out. */
+export const DESCRIBE_COMMAND = 'describe';
+
+/**
+ * `direct-streamlocal@openssh.com` socket path that the native helper opens to get
+ * a SOCKS5 conversation in-band with the broker; the broker relays the device's
+ * exact SOCKS reply so local clients see precisely what the device saw.
+ */
+export const SOCKS_STREAM_PATH = 'socks5@remote-assist';
+
+/** Bind address the native agent asks for in `tcpip-forward`. */
+export const AGENT_FORWARD_ADDR = '127.0.0.1';
+
+/** Hard limits on anything a peer can send us. */
+export const Limits = {
+  /** Largest descriptor (JSON bytes) the broker and helpers accept. */
+  descriptorBytes: 16 * 1024,
+  /** Largest single control-channel line. */
+  controlLineBytes: 32 * 1024,
+  /** Most allow/deny rules in a descriptor. */
+  descriptorRules: 256,
+  /** Longest label. */
+  labelChars: 64,
+  /** Most helpers a session can ever allow. */
+  maxHelpers: 64,
+  /** Most concurrent channels one SSH connection may hold open. */
+  channelsPerConnection: 4096,
+  /** Most sessions one broker holds. */
+  sessions: 10000,
+} as const;
+
+/** Default timeouts (milliseconds). Each can be overridden via BROKER_* env vars (see config.ts). */
+export const Timeouts = {
+  /** SOCKS handshake on any side must complete within this. */
+  socksHandshake: 10_000,
+  /** The agent's TCP connect to a destination. */
+  dial: 10_000,
+  /** SSH connect + auth for clients. */
+  sshReady: 20_000,
+  /** Broker liveness sweep interval (claim 3). */
+  checkInterval: 5_000,
+  /** Time an agent has to send its descriptor after connecting. */
+  exposeHandshake: 15_000,
+} as const;
+
+/** Default listen addresses. */
+export const Defaults = {
+  brokerListen: '0.0.0.0:2222',
+  socksListen: '127.0.0.1:1080',
+  metricsListen: '127.0.0.1:9222',
+} as const;

@@ -1,0 +1,126 @@
+/**
+ * Bidirectional relay between two duplex streams (sockets or SSH channels).
+ * - backpressure: `pipe()` pauses the reader while the writer's buffer is full, so a
+ *   slow reader never makes us buffer a whole download;
+ * - half-close: EOF one way is forwarded while data keeps flowing the other way;
+ * - cleanup: when one side closes, the other is ended after flushing, then destroyed;
+ *   an error on either side destroys both. The promise never rejects.
+ */
+import type { Duplex } from 'node:stream';
+
+export interface RelayResult {
+  /** Bytes that went from `a` to `b`. */
+  aToB: number;
+  /** Bytes that went from `b` to `a`. */
+  bToA: number;
+  /** First error seen on either side, if any (expected closes included). */
+  error?: unknown;
+  durationMs: number;
+}
+
+/** An ssh2 channel opened or accepted by an ssh2 *server*. */
+interface ServerSideChannel extends Duplex {
+  server: true;
+  eof(): void;
+}
+
+function isServerSideChannel(s: Duplex): s is ServerSideChannel {
+  const c = s as Partial<ServerSideChannel>;
+  return c.server === true && typeof c.eof === 'function';
+}
+
+/**
+ * Send EOF on `s` without closing its other direction. ssh2's server-side channels
+ * send EOF *and* CLOSE on `end()`, which would kill the reverse direction, so for
+ * them we flush pending writes (an empty write completes after all earlier ones)
+ * and send only EOF; the final `end()` happens once both directions are done.
+ */
+export function halfClose(s: Duplex): void {
+  if (s.destroyed || s.writableEnded) return;
+  if (isServerSideChannel(s)) s.write(Buffer.alloc(0), () => s.eof());
+  else s.end();
+}
+
+/** Relay `a` ⇄ `b` until both sides are closed. */
+export function relay(a: Duplex, b: Duplex, opts: { flushTimeoutMs?: number } = {}): Promise<RelayResult> {
+  const started = Date.now();
+  const flushTimeoutMs = opts.flushTimeoutMs ?? 10_000;
+  return new Promise((resolve) => {
+    const result: RelayResult = { aToB: 0, bToA: 0, durationMs: 0 };
+    let closed = 0;
+    let ended = 0;
+    const timers: NodeJS.Timeout[] = [];
+
+    a.on('data', (chunk: Buffer) => { result.aToB += chunk.length; });
+    b.on('data', (chunk: Buffer) => { result.bToA += chunk.length; });
+    a.pipe(b, { end: false });
+    b.pipe(a, { end: false });
+
+    // EOF from one side becomes EOF to the other; once both ways are done, close both.
+    const onEnd = (other: Duplex) => () => {
+      halfClose(other);
+      if (++ended === 2) {
+        if (!a.writableEnded) a.end();
+        if (!b.writableEnded) b.end();
+      }
+    };
+    a.once('end', onEnd(b));
+    b.once('end', onEnd(a));
+
+    const onError = (err: unknown) => {
+      result.error ??= err;
+      a.destroy();
+      b.destroy();
+    };
+    a.on('error', onError);
+    b.on('error', onError);
+
+    // When one side is gone for good, let the other flush what it already has, then end it.
+    const onClose = (self: Duplex, other: Duplex) => () => {
+      self.unpipe(other);
+      other.unpipe(self);
+      if (!other.destroyed) {
+        other.resume(); // nobody reads it any more: discard instead of buffering
+        if (!other.writableEnded) other.end();
+        const t = setTimeout(() => other.destroy(), flushTimeoutMs);
+        t.unref();
+        timers.push(t);
+        if (other.writableFinished) other.destroy();
+        else other.once('finish', () => other.destroy());
+      }
+      if (++closed === 2) {
+        for (const t of timers) clearTimeout(t);
+        result.durationMs = Date.now() - started;
+        resolve(result);
+      }
+    };
+    a.once('close', onClose(a, b));
+    b.once('close', onClose(b, a));
+  });
+}
+
+/** Read what remains of a stream as text, up to `maxBytes`, within `timeoutMs` (used for in-band failure reasons). */
+export function readRemainder(stream: Duplex, maxBytes = 512, timeoutMs = 1000): Promise<string> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const finish = () => {
+      clearTimeout(timer);
+      stream.off('data', onData);
+      stream.off('end', finish);
+      stream.off('close', finish);
+      stream.off('error', finish);
+      resolve(Buffer.concat(chunks).subarray(0, maxBytes).toString('utf8').split(/\r?\n/)[0]!.trim());
+    };
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      size += chunk.length;
+      if (size >= maxBytes) finish();
+    };
+    const timer = setTimeout(finish, timeoutMs);
+    stream.on('data', onData);
+    stream.once('end', finish);
+    stream.once('close', finish);
+    stream.once('error', finish);
+  });
+}
