@@ -13,6 +13,7 @@ export interface JoinArgs {
   code: string;
   broker?: string;
   socks: string;
+  http: string;
   identity?: string;
   fingerprint?: string;
   'known-brokers'?: string;
@@ -24,6 +25,7 @@ export interface JoinArgs {
 export const joinOptions = {
   ...clientOptions,
   socks: { type: 'string', default: process.env.BROKER_SOCKS ?? '127.0.0.1:1080', describe: 'local SOCKS5 listen address (port 0 = any free port)' },
+  http: { type: 'string', default: process.env.BROKER_HTTP ?? '127.0.0.1:3128', describe: 'local HTTP proxy listen address (port 0 = any free port; "off" = none)' },
 } as const;
 
 export async function runJoin(args: JoinArgs): Promise<void> {
@@ -34,6 +36,7 @@ export async function runJoin(args: JoinArgs): Promise<void> {
       code: String(args.code),
       broker,
       socks: listenOption('socks', args.socks, '127.0.0.1'),
+      http: args.http === 'off' ? null : listenOption('http', args.http, '127.0.0.1'),
       identity: args.identity ? loadIdentity(args.identity) : undefined,
       fingerprint: args.fingerprint,
       knownBrokersFile: args['known-brokers'] ?? defaultKnownBrokersFile(),
@@ -41,6 +44,7 @@ export async function runJoin(args: JoinArgs): Promise<void> {
     });
     helper.on('new-host-key', (fp) => out.note(`first connection to ${broker}: remembered its host key ${fp}`));
     helper.on('event', (ev) => { if (ev.event !== 'session-ended') out.event(ev, eventText(ev)); });
+    helper.on('http-stream', (s) => out.event({ event: 'http-stream', ...s }, `${s.method} ${s.target}: ${s.status}${s.reason ? ` ${s.reason}` : ''}`));
     helper.on('stream', (s) => out.event({ event: 'stream', ...s }, `${s.target}: ${s.rep === 0 ? `closed (sent ${s.sent} B, received ${s.received} B)` : s.reason}`));
     helper.on('ended', (err) => {
       out.event({ event: 'session-ended', code: err.code, message: err.message }, `${err.message}`);
@@ -51,11 +55,12 @@ export async function runJoin(args: JoinArgs): Promise<void> {
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
     const ready = await helper.start();
-    out.event({ event: 'ready', socks: ready.socks, socksUrl: ready.socksUrl, helper: ready.helper, descriptor: ready.descriptor }, [
+    out.event({ event: 'ready', socks: ready.socks, socksUrl: ready.socksUrl, http: ready.http, httpProxyUrl: ready.httpProxyUrl, helper: ready.helper, descriptor: ready.descriptor }, [
       `Joined${ready.descriptor.label ? ` "${ready.descriptor.label}"` : ''} as helper #${ready.helper.id}.`,
       formatDescriptor(ready.descriptor),
       '',
       `SOCKS5 proxy: ${ready.socks}   e.g.  curl --socks5-hostname ${ready.socks} http://HOST/`,
+      ...(ready.http ? [`HTTP proxy:   ${ready.http}   e.g.  curl -x http://${ready.http} http://HOST/`] : []),
       'Press Ctrl-C to leave.',
     ].join('\n'));
   } catch (err) {

@@ -15,6 +15,7 @@ import { parseDescriptor, type Descriptor } from '../protocol/descriptor';
 import { normalizeSessionCode } from '../protocol/session-code';
 import { generateIdentity, type Identity } from '../transport/keys';
 import { connectSsh, execChannel } from '../transport/ssh-client';
+import { HttpFrontend, type HttpFrontendEvents } from './http-frontend';
 import { SocksFrontend, type SocksFrontendEvents } from './socks-frontend';
 import { SshStreamOpener, type StreamOpener } from './stream-opener';
 
@@ -23,6 +24,8 @@ export interface JoinOptions {
   broker: string;
   /** Local SOCKS5 listen address (default 127.0.0.1:1080; port 0 = any free port). */
   socks?: { host: string; port: number };
+  /** Local HTTP proxy listen address (default 127.0.0.1:3128; null = no HTTP proxy). */
+  http?: { host: string; port: number } | null;
   identity?: Identity;
   fingerprint?: string;
   knownBrokersFile?: string;
@@ -32,6 +35,7 @@ export interface JoinOptions {
 export interface HelperEvents {
   event: [ControlEvent];
   stream: SocksFrontendEvents['stream'];
+  'http-stream': HttpFrontendEvents['stream'];
   'new-host-key': [string];
   /** The session is over or the connection was lost; the helper has closed. */
   ended: [BrokerError];
@@ -41,6 +45,9 @@ export interface HelperEvents {
 export interface JoinReady {
   socks: string;
   socksUrl: string;
+  /** `HOST:PORT` of the HTTP proxy, if enabled. */
+  http?: string;
+  httpProxyUrl?: string;
   descriptor: Descriptor;
   helper: HelperInfo;
 }
@@ -48,6 +55,7 @@ export interface JoinReady {
 export class Helper extends EventEmitter<HelperEvents> {
   private client: Client | undefined;
   private socks: SocksFrontend | undefined;
+  private http: HttpFrontend | undefined;
   private readonly log: Logger;
   private closed = false;
   private endedEmitted = false;
@@ -98,15 +106,27 @@ export class Helper extends EventEmitter<HelperEvents> {
     this.socks = new SocksFrontend(this.opener, this.log.child('socks'));
     this.socks.on('stream', (ev) => this.emit('stream', ev));
     const listen = this.opts.socks ?? { host: '127.0.0.1', port: 1080 };
+    const httpListen = this.opts.http === undefined ? { host: '127.0.0.1', port: 3128 } : this.opts.http;
     try {
       await this.socks.start(listen.host, listen.port);
+      if (httpListen) {
+        this.http = new HttpFrontend(this.opener, this.log.child('http'));
+        this.http.on('stream', (ev) => this.emit('http-stream', ev));
+        await this.http.start(httpListen.host, httpListen.port);
+      }
     } catch (err) {
       this.close();
       throw err;
     }
     const a = this.socks.address();
     const socks = formatHostPort(a.host, a.port);
-    return { socks, socksUrl: `socks5h://${socks}`, descriptor: this.descriptor, helper: hello.helper as HelperInfo };
+    const ready: JoinReady = { socks, socksUrl: `socks5h://${socks}`, descriptor: this.descriptor, helper: hello.helper as HelperInfo };
+    if (this.http) {
+      const h = this.http.address();
+      ready.http = formatHostPort(h.host, h.port);
+      ready.httpProxyUrl = `http://${ready.http}`;
+    }
+    return ready;
   }
 
   private finish(err: BrokerError): void {
@@ -121,6 +141,7 @@ export class Helper extends EventEmitter<HelperEvents> {
     if (this.closed) return;
     this.closed = true;
     void this.socks?.close();
+    void this.http?.close();
     this.client?.end();
   }
 }

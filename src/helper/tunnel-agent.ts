@@ -1,0 +1,67 @@
+/**
+ * An `http.Agent` whose connections are tunnel streams. Keep-alive pools them per
+ * upstream `host:port`, so a page with many assets reuses a few tunnel streams
+ * instead of opening one per request.
+ */
+import http from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Socket } from 'node:net';
+import { BrokerError } from '../errors';
+import { makeTarget } from '../protocol/target';
+import type { StreamOpener } from './stream-opener';
+
+/**
+ * Give a tunnel stream the few `net.Socket` methods Node's HTTP client calls
+ * (keep-alive, ref/unref, idle timeout). The idle timeout is real: it fires after
+ * `ms` without data either way.
+ */
+export function asSocket(stream: Duplex): Socket {
+  const s = stream as Duplex & Partial<Socket> & { _idleTimer?: NodeJS.Timeout; _idleMs?: number };
+  if (typeof s.setKeepAlive !== 'function') s.setKeepAlive = () => s as Socket;
+  if (typeof s.setNoDelay !== 'function') s.setNoDelay = () => s as Socket;
+  if (typeof s.ref !== 'function') s.ref = () => s as Socket;
+  if (typeof s.unref !== 'function') s.unref = () => s as Socket;
+  if (typeof s.setTimeout !== 'function') {
+    const arm = () => {
+      if (s._idleTimer) clearTimeout(s._idleTimer);
+      s._idleTimer = undefined;
+      if (s._idleMs && s._idleMs > 0 && !s.destroyed) {
+        s._idleTimer = setTimeout(() => s.emit('timeout'), s._idleMs);
+        s._idleTimer.unref();
+      }
+    };
+    s.on('data', arm);
+    s.once('close', () => { if (s._idleTimer) clearTimeout(s._idleTimer); });
+    s.setTimeout = ((ms: number, cb?: () => void) => {
+      s._idleMs = ms;
+      (s as { timeout?: number }).timeout = ms;
+      if (cb) s.once('timeout', cb);
+      arm();
+      return s as Socket;
+    }) as Socket['setTimeout'];
+  }
+  return s as Socket;
+}
+
+/** HTTP agent that dials through the tunnel. */
+export class TunnelAgent extends http.Agent {
+  constructor(private readonly opener: StreamOpener, opts: http.AgentOptions = {}) {
+    super({ keepAlive: true, keepAliveMsecs: 15_000, maxSockets: 32, maxFreeSockets: 8, timeout: 60_000, ...opts });
+  }
+
+  override createConnection(options: http.ClientRequestArgs, callback?: (err: Error | null, stream: Duplex) => void): Duplex | null | undefined {
+    const cb = (err: Error | null, stream?: Duplex) => callback?.(err, stream as Duplex);
+    let target;
+    try {
+      target = makeTarget(String(options.host ?? options.hostname ?? ''), Number(options.port ?? 80));
+    } catch (err) {
+      process.nextTick(() => cb(err as BrokerError));
+      return undefined;
+    }
+    this.opener.open(target).then(
+      (opened) => cb(null, asSocket(opened.stream)),
+      (err: unknown) => cb(err instanceof Error ? err : new BrokerError('BRK_INTERNAL', String(err))),
+    );
+    return undefined;
+  }
+}
