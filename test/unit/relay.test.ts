@@ -1,0 +1,111 @@
+import net from 'node:net';
+import { createHash } from 'node:crypto';
+import { relay, readRemainder, halfClose } from '../../src/transport/relay';
+import { PassThrough, Duplex } from 'node:stream';
+
+/** A connected pair of TCP sockets on loopback, half-open allowed. */
+async function socketPair(): Promise<[net.Socket, net.Socket, () => void]> {
+  const server = net.createServer({ allowHalfOpen: true });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  const accepted = new Promise<net.Socket>((r) => server.once('connection', r));
+  const client = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  await new Promise((r) => client.once('connect', r));
+  return [client, await accepted, () => server.close()];
+}
+
+function collect(s: net.Socket): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    s.on('data', (c: Buffer) => chunks.push(c));
+    s.once('end', () => resolve(Buffer.concat(chunks)));
+  });
+}
+
+describe('relay', () => {
+  test('moves data both ways intact, counts bytes, half-close keeps the other direction open', async () => {
+    const [left, leftPeer, closeA] = await socketPair();
+    const [rightPeer, right, closeB] = await socketPair();
+    const done = relay(leftPeer, rightPeer);
+
+    const upload = Buffer.alloc(3 * 1024 * 1024, 7);
+    const gotAtRight = collect(right);
+    left.end(upload); // EOF from the left after 3 MiB
+    const atRight = await gotAtRight;
+    expect(createHash('sha256').update(atRight).digest('hex')).toBe(createHash('sha256').update(upload).digest('hex'));
+
+    // The right side answers after seeing EOF: the reverse direction still works.
+    const gotAtLeft = collect(left);
+    right.end(Buffer.from('reply after eof'));
+    expect((await gotAtLeft).toString()).toBe('reply after eof');
+
+    const r = await done;
+    expect(r.aToB).toBe(upload.length);
+    expect(r.bToA).toBe('reply after eof'.length);
+    closeA();
+    closeB();
+  });
+
+  test('a reset on one side tears down the other and resolves with the error', async () => {
+    const [left, leftPeer, closeA] = await socketPair();
+    const [rightPeer, right, closeB] = await socketPair();
+    const done = relay(leftPeer, rightPeer);
+    const rightClosed = new Promise((r) => right.once('close', r));
+    right.on('error', () => {});
+    right.once('end', () => right.end());
+    right.resume();
+    left.write('some bytes first');
+    await new Promise((r) => setTimeout(r, 20));
+    left.resetAndDestroy();
+    const r = await done;
+    expect((r.error as NodeJS.ErrnoException | undefined)?.code).toBe('ECONNRESET');
+    await rightClosed;
+    closeA();
+    closeB();
+  });
+
+  test('plain EOF from one side is only a half-close: the relay waits for the other side', async () => {
+    const [left, leftPeer, closeA] = await socketPair();
+    const [rightPeer, right, closeB] = await socketPair();
+    let settled = false;
+    const done = relay(leftPeer, rightPeer).then((r) => { settled = true; return r; });
+    const rightEnded = collect(right);
+    left.end();
+    await rightEnded;
+    await new Promise((r) => setTimeout(r, 30));
+    expect(settled).toBe(false);
+    right.end();
+    await done;
+    closeA();
+    closeB();
+  });
+
+  test('halfClose on a plain stream ends it; on an ssh2 server channel it sends only EOF after queued writes', async () => {
+    const p = new PassThrough();
+    halfClose(p);
+    expect(p.writableEnded).toBe(true);
+
+    const order: string[] = [];
+    const fake = new Duplex({
+      read() {},
+      write(chunk: Buffer, _enc, cb) { order.push(`write:${chunk.length}`); setTimeout(cb, 5); },
+    }) as Duplex & { server: boolean; eof: () => void };
+    fake.server = true;
+    fake.eof = () => order.push('eof');
+    fake.write(Buffer.alloc(10));
+    halfClose(fake);
+    await new Promise((r) => setTimeout(r, 30));
+    expect(order).toEqual(['write:10', 'write:0', 'eof']);
+    expect(fake.writableEnded).toBe(false);
+  });
+});
+
+test('readRemainder reads one line of reason text, bounded', async () => {
+  const p = new PassThrough();
+  const text = readRemainder(p, 16, 1000);
+  p.end('refused by device because reasons\nsecond line');
+  expect(await text).toBe('refused by devic');
+  const q = new PassThrough();
+  const t2 = readRemainder(q, 512, 50);
+  expect(await t2).toBe('');
+});
