@@ -15,7 +15,7 @@ import { formatTarget } from '../protocol/target';
 import type { Policy } from '../policy/policy';
 import { generateIdentity, type Identity } from '../transport/keys';
 import { connectSsh, execChannel } from '../transport/ssh-client';
-import { serveSocksStream, type StreamReport } from './socks-responder';
+import { serveSocksStream } from './socks-responder';
 
 export interface ExposeOptions {
   broker: string;
@@ -108,28 +108,27 @@ export class Agent extends EventEmitter<AgentEvents> {
     });
   }
 
-  private serve(channel: ClientChannel, helper: number): void {
-    const opened = Date.now();
-    let report: StreamReport | undefined;
+  private serve(channel: ClientChannel, originPort: number): void {
+    let opened = Date.now();
+    let helper = originPort;
     void serveSocksStream(channel, {
       policy: this.policy,
       timeoutMs: this.opts.dialTimeoutMs ?? Timeouts.dial,
       handshakeTimeoutMs: Timeouts.socksHandshake,
       onOpen: (r) => {
-        report = r;
+        opened = Date.now();
+        helper = r.helper ?? helper;
         const target = r.target ? formatTarget(r.target) : '?';
         this.log.info(r.rep === 0 ? 'stream opened' : 'stream refused', { helper, dest: target, rep: r.rep, reason: r.reason });
         this.emit('stream-opened', { helper, target, rep: r.rep, reason: r.reason });
       },
     }).then((r) => {
-      report = r;
       if (r.rep === 0 && r.target && r.result) {
         const ev = { helper, target: formatTarget(r.target), sent: r.result.bToA, received: r.result.aToB, durationMs: Date.now() - opened };
         this.log.debug('stream closed', ev);
         this.emit('stream-closed', ev);
       }
     });
-    void report;
   }
 
   private finish(err: BrokerError): void {

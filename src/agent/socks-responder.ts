@@ -5,7 +5,9 @@
  */
 import type { Duplex } from 'node:stream';
 import { BrokerError, describeError } from '../errors';
-import { encodeMethodSelection, encodeReply, parseGreeting, parseRequest } from '../protocol/socks5';
+import { Timeouts } from '../protocol/constants';
+import { encodeMethodSelection, encodeReply, parseGreeting, parseRequest, SocksMethod } from '../protocol/socks5';
+import { encodeAuthStatus, helperFromLabel, parseUserPass } from '../protocol/socks-auth';
 import { readMessage } from '../protocol/socks-stream';
 import { formatTarget, type Target } from '../protocol/target';
 import { relay, type RelayResult } from '../transport/relay';
@@ -14,6 +16,8 @@ import { dialTarget } from './dial';
 
 /** What happened on one stream, for the live view and logs. */
 export interface StreamReport {
+  /** Helper id from the broker's stream label, when it sent one. */
+  helper?: number;
   target?: Target;
   rep: number;
   reason: string;
@@ -30,24 +34,33 @@ export interface ResponderOptions extends DialOptions {
 export async function serveSocksStream(channel: Duplex, opts: ResponderOptions): Promise<StreamReport> {
   const fail = (rep: number, reason: string, target?: Target): StreamReport => {
     if (!channel.destroyed) channel.end(Buffer.concat([encodeReply(rep), Buffer.from(`${reason.replace(/\n/g, ' ')}\n`)]));
-    const report = { target, rep, reason };
+    const report = { helper, target, rep, reason };
     opts.onOpen?.(report);
     return report;
   };
   let target: Target | undefined;
+  let helper: number | undefined;
   try {
-    const greeting = await readMessage(channel, parseGreeting, { timeoutMs: opts.handshakeTimeoutMs, what: 'SOCKS greeting' });
-    if (!greeting.methods.includes(0)) {
+    // The broker keeps a few channels open in advance: wait long for the first byte.
+    const greeting = await readMessage(channel, parseGreeting, { timeoutMs: opts.handshakeTimeoutMs, idleTimeoutMs: Timeouts.poolIdle, what: 'SOCKS greeting' });
+    if (greeting.methods.includes(SocksMethod.USERNAME_PASSWORD)) {
+      // Our broker labels each stream with its helper (RFC 1929 user name `helper-<id>`).
+      channel.write(encodeMethodSelection(SocksMethod.USERNAME_PASSWORD));
+      const auth = await readMessage(channel, parseUserPass, { timeoutMs: opts.handshakeTimeoutMs, what: 'SOCKS auth' });
+      helper = helperFromLabel(auth.user);
+      channel.write(encodeAuthStatus(true));
+    } else if (greeting.methods.includes(SocksMethod.NO_AUTH)) {
+      channel.write(encodeMethodSelection(SocksMethod.NO_AUTH));
+    } else {
       channel.end(Buffer.from([5, 0xff]));
       return { rep: 0xff, reason: 'no acceptable SOCKS auth method' };
     }
-    channel.write(encodeMethodSelection(0));
     const request = await readMessage(channel, parseRequest, { timeoutMs: opts.handshakeTimeoutMs, what: 'SOCKS request' });
     target = request.target;
     if (request.command !== 1) return fail(0x07, `SOCKS command ${request.command} is not supported (only CONNECT)`, target);
     const socket = await dialTarget(target, opts);
     channel.write(encodeReply(0, { host: socket.localAddress ?? '0.0.0.0', port: socket.localPort ?? 0 }));
-    const report: StreamReport = { target, rep: 0, reason: 'succeeded' };
+    const report: StreamReport = { helper, target, rep: 0, reason: 'succeeded' };
     opts.onOpen?.(report);
     report.result = await relay(channel, socket);
     return report;

@@ -87,6 +87,7 @@ export function handleAgent(conn: Connection, fingerprint: string, address: stri
     link.eventSink = sink;
     session = ctx.createSession(link, descriptor);
     clearTimeout(handshakeTimer);
+    link.startPool();
     ch.once('close', () => {
       if (session && !session.ended) {
         log.info('agent closed its control channel', { session: session.redactedCode });
@@ -109,6 +110,7 @@ export function handleAgent(conn: Connection, fingerprint: string, address: stri
         const req = ExposeRequestSchema.safeParse(parseJsonLine(line, 'expose request'));
         if (!req.success) throw new BrokerError('BRK_BAD_REQUEST', `expose request: ${req.error.issues[0]?.message ?? 'invalid'}`);
         const descriptor = parseDescriptor(req.data.descriptor);
+        link.native = true;
         const s = start(descriptor, ch, (ev) => sendEvent(ch, ev));
         if (s) sendEvent(ch, sessionEvent(s, ctx));
       } catch (err) {

@@ -7,7 +7,10 @@
 import type { Connection, ServerChannel } from 'ssh2';
 import { BrokerError, describeError, socksReplyMessage, fromSocksReply } from '../errors';
 import type { ControlEvent } from '../protocol/control';
-import { encodeGreeting, encodeRequest, parseMethodSelection, parseReply } from '../protocol/socks5';
+import { POOL_SIZE } from '../protocol/constants';
+import { encodeGreeting, encodeRequest, parseMethodSelection, parseReply, SocksMethod } from '../protocol/socks5';
+import { encodeUserPass, helperLabel, parseAuthStatus } from '../protocol/socks-auth';
+import { ChannelPool } from '../transport/channel-pool';
 import { readMessage } from '../protocol/socks-stream';
 import { formatTarget, type Target } from '../protocol/target';
 import { readRemainder } from '../transport/relay';
@@ -34,7 +37,10 @@ export class AgentLink {
   binding: { addr: string; port: number } | undefined;
   /** Writes control events to the agent (JSON or plain text). */
   eventSink: ((ev: ControlEvent) => void) | undefined;
+  /** A native agent (JSON control channel) understands the helper label in SOCKS auth. */
+  native = false;
   private closed = false;
+  private pool: ChannelPool<ServerChannel> | undefined;
 
   constructor(
     readonly conn: Connection,
@@ -52,28 +58,51 @@ export class AgentLink {
 
   markClosed(): void {
     this.closed = true;
+    this.pool?.close();
   }
 
   sendEvent(ev: ControlEvent): void {
     if (!this.closed) this.eventSink?.(ev);
   }
 
-  /** Open a stream through the reverse tunnel and run the SOCKS5 handshake (pipelined). */
-  async openStream(target: Target, origin: StreamOrigin): Promise<AgentStream> {
+  /** Start keeping a few tunnel channels open, so a stream starts with its first write. */
+  startPool(size = POOL_SIZE): void {
+    if (size <= 0 || this.pool) return;
+    this.pool = new ChannelPool(() => this.openChannel('127.0.0.1', 0), size);
+    this.pool.fill();
+  }
+
+  private openChannel(originAddr: string, originPort: number): Promise<ServerChannel> {
     const binding = this.binding;
-    if (!binding || this.closed) throw new BrokerError('BRK_AGENT_OFFLINE', 'the device is not connected (its tunnel is down)');
-    const channel = await new Promise<ServerChannel>((resolve, reject) => {
-      const originPort = ((origin.helperId - 1) % 65535) + 1;
-      this.conn.forwardOut(binding.addr, binding.port, origin.address, originPort, (err, ch) => {
+    if (!binding || this.closed) return Promise.reject(new BrokerError('BRK_AGENT_OFFLINE', 'the device is not connected (its tunnel is down)'));
+    return new Promise<ServerChannel>((resolve, reject) => {
+      this.conn.forwardOut(binding.addr, binding.port, originAddr, originPort, (err, ch) => {
         if (err) reject(new BrokerError('BRK_AGENT_OFFLINE', `the device refused a tunnel stream: ${describeError(err)}`, { cause: err }));
         else resolve(ch);
       });
     });
+  }
+
+  /** Open a stream through the reverse tunnel and run the SOCKS5 handshake (pipelined). */
+  async openStream(target: Target, origin: StreamOrigin): Promise<AgentStream> {
+    if (!this.binding || this.closed) throw new BrokerError('BRK_AGENT_OFFLINE', 'the device is not connected (its tunnel is down)');
+    const channel = this.pool
+      ? await this.pool.take()
+      : await this.openChannel(origin.address, ((origin.helperId - 1) % 65535) + 1);
     try {
-      // Greeting and request in one write: one round trip instead of two.
-      channel.write(Buffer.concat([encodeGreeting(), encodeRequest(target)]));
+      // Greeting, (helper label,) and request in one write: one round trip to the device.
+      const method = this.native ? SocksMethod.USERNAME_PASSWORD : SocksMethod.NO_AUTH;
+      channel.write(Buffer.concat([
+        encodeGreeting([method]),
+        ...(this.native ? [encodeUserPass(helperLabel(origin.helperId))] : []),
+        encodeRequest(target),
+      ]));
       const sel = await readMessage(channel, parseMethodSelection, { timeoutMs: this.handshakeTimeoutMs, what: 'device SOCKS method selection' });
-      if (sel.method !== 0x00) throw new BrokerError('BRK_INTERNAL', `the device asked for SOCKS auth method 0x${sel.method.toString(16)}`);
+      if (sel.method !== method) throw new BrokerError('BRK_INTERNAL', `the device chose SOCKS auth method 0x${sel.method.toString(16)}`);
+      if (this.native) {
+        const auth = await readMessage(channel, parseAuthStatus, { timeoutMs: this.handshakeTimeoutMs, what: 'device SOCKS auth status' });
+        if (!auth.ok) throw new BrokerError('BRK_INTERNAL', 'the device refused the stream label');
+      }
       const reply = await readMessage(channel, parseReply, { timeoutMs: this.handshakeTimeoutMs, what: 'device SOCKS reply' });
       if (reply.rep === 0) return { rep: 0, channel, bound: reply.bound, reason: 'succeeded' };
       const text = await readRemainder(channel);
@@ -91,6 +120,7 @@ export class AgentLink {
   /** Disconnect the agent. */
   close(): void {
     this.closed = true;
+    this.pool?.close();
     this.conn.end();
   }
 }

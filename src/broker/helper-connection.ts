@@ -128,7 +128,8 @@ export function handleHelper(conn: Connection, session: Session, info: HelperInf
   });
 
   const inBandSocks = async (ch: ServerChannel) => {
-    const greeting = await readMessage(ch, parseGreeting, { timeoutMs: Timeouts.socksHandshake, what: 'SOCKS greeting' }).catch((err) => failWith(ch, err));
+    // Native helpers keep a few of these channels open in advance: wait long for the first byte.
+    const greeting = await readMessage(ch, parseGreeting, { timeoutMs: Timeouts.socksHandshake, idleTimeoutMs: Timeouts.poolIdle, what: 'SOCKS greeting' }).catch((err) => failWith(ch, err));
     if (!greeting) return;
     if (!greeting.methods.includes(0)) { ch.end(Buffer.from([5, 0xff])); return; }
     ch.write(encodeMethodSelection(0));

@@ -17,7 +17,7 @@ import { generateIdentity, type Identity } from '../transport/keys';
 import { connectSsh, execChannel } from '../transport/ssh-client';
 import { HttpFrontend, type HttpFrontendEvents } from './http-frontend';
 import { SocksFrontend, type SocksFrontendEvents } from './socks-frontend';
-import { SshStreamOpener, type StreamOpener } from './stream-opener';
+import { SshStreamOpener } from './stream-opener';
 
 export interface JoinOptions {
   code: string;
@@ -61,7 +61,7 @@ export class Helper extends EventEmitter<HelperEvents> {
   private endedEmitted = false;
   descriptor: Descriptor | undefined;
   /** Opens streams through the tunnel (for extra front-ends and the programmatic API). */
-  opener: StreamOpener | undefined;
+  opener: SshStreamOpener | undefined;
 
   constructor(private readonly opts: JoinOptions) {
     super();
@@ -140,6 +140,7 @@ export class Helper extends EventEmitter<HelperEvents> {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.opener?.close();
     void this.socks?.close();
     void this.http?.close();
     this.client?.end();

@@ -8,7 +8,8 @@
 import type { Duplex } from 'node:stream';
 import type { Client, ClientChannel } from 'ssh2';
 import { BrokerError, describeError, fromSocksReply, socksReplyMessage } from '../errors';
-import { SOCKS_STREAM_PATH, Timeouts } from '../protocol/constants';
+import { POOL_SIZE, SOCKS_STREAM_PATH, Timeouts } from '../protocol/constants';
+import { ChannelPool } from '../transport/channel-pool';
 import { encodeGreeting, encodeRequest, parseMethodSelection, parseReply } from '../protocol/socks5';
 import { readMessage } from '../protocol/socks-stream';
 import { formatTarget, type Target } from '../protocol/target';
@@ -25,17 +26,33 @@ export interface StreamOpener {
   open(target: Target, signal?: AbortSignal): Promise<OpenedStream>;
 }
 
-/** StreamOpener over an SSH connection to the broker. */
+/** StreamOpener over an SSH connection to the broker, with a few channels opened in advance. */
 export class SshStreamOpener implements StreamOpener {
-  constructor(private readonly client: Client, private readonly handshakeTimeoutMs = Timeouts.socksHandshake + Timeouts.dial + 2000) {}
+  private readonly pool: ChannelPool<ClientChannel> | undefined;
 
-  async open(target: Target, signal?: AbortSignal): Promise<OpenedStream> {
-    const channel = await new Promise<ClientChannel>((resolve, reject) => {
+  constructor(private readonly client: Client, private readonly handshakeTimeoutMs = Timeouts.socksHandshake + Timeouts.dial + 2000, poolSize = POOL_SIZE) {
+    if (poolSize > 0) {
+      this.pool = new ChannelPool(() => this.openChannel(), poolSize);
+      this.pool.fill();
+    }
+  }
+
+  private openChannel(): Promise<ClientChannel> {
+    return new Promise<ClientChannel>((resolve, reject) => {
       this.client.openssh_forwardOutStreamLocal(SOCKS_STREAM_PATH, (err, ch) => {
         if (err) reject(new BrokerError('BRK_SESSION_ENDED', `the broker refused a stream: ${describeError(err)}`, { cause: err }));
         else resolve(ch);
       });
     });
+  }
+
+  /** Drop pre-opened channels (on leave). */
+  close(): void {
+    this.pool?.close();
+  }
+
+  async open(target: Target, signal?: AbortSignal): Promise<OpenedStream> {
+    const channel = this.pool ? await this.pool.take() : await this.openChannel();
     const onAbort = () => channel.destroy();
     signal?.addEventListener('abort', onAbort, { once: true });
     try {

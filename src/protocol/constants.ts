@@ -58,7 +58,12 @@ export const Timeouts = {
   checkInterval: 5_000,
   /** Time an agent has to send its descriptor after connecting. */
   exposeHandshake: 15_000,
+  /** How long a pre-opened (pooled) channel may wait idle for its first byte. */
+  poolIdle: 10 * 60_000,
 } as const;
+
+/** Pre-opened channels kept per helper connection and per device tunnel (BROKER_POOL_SIZE; 0 disables). */
+export const POOL_SIZE = Math.max(0, Math.min(32, Number(process.env.BROKER_POOL_SIZE ?? 4) || 0));
 
 /** Default listen addresses. */
 export const Defaults = {

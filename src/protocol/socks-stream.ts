@@ -29,6 +29,11 @@ export interface ReadMessageOptions {
   signal?: AbortSignal;
   /** Names the message in error messages, e.g. 'SOCKS greeting'. */
   what?: string;
+  /**
+   * Wait this long for the *first* byte (pooled, pre-opened channels sit idle until
+   * used); `timeoutMs` then applies from the first byte on. Default: no separate wait.
+   */
+  idleTimeoutMs?: number;
 }
 
 export const DEFAULT_MAX_MESSAGE_BYTES = 1024;
@@ -62,6 +67,15 @@ export function readMessage<T>(
     let acc: Buffer = Buffer.alloc(0);
     let settled = false;
     let timer: NodeJS.Timeout | undefined;
+    let waitingIdle = opts.idleTimeoutMs !== undefined;
+    const arm = (ms: number): void => {
+      if (timer !== undefined) clearTimeout(timer);
+      timer = undefined;
+      if (!(ms > 0 && Number.isFinite(ms))) return;
+      timer = setTimeout(() => {
+        fail(new BrokerError('BRK_TIMEOUT', `${what}: timed out after ${ms} ms (got ${acc.length} byte${acc.length === 1 ? '' : 's'})`));
+      }, ms);
+    };
 
     const abortError = (): BrokerError => {
       const reason: unknown = signal?.reason;
@@ -100,6 +114,10 @@ export function readMessage<T>(
         if (!Buffer.isBuffer(chunk)) {
           fail(new BrokerError('BRK_INTERNAL', `${what}: stream yields ${typeof chunk}, not bytes (is an encoding set?)`));
           return;
+        }
+        if (acc.length === 0 && waitingIdle) {
+          waitingIdle = false;
+          arm(timeoutMs);
         }
         acc = acc.length === 0 ? chunk : Buffer.concat([acc, chunk]);
         let res: Parse<T>;
@@ -160,11 +178,7 @@ export function readMessage<T>(
     stream.on('close', onClose);
     stream.on('error', onError);
     signal?.addEventListener('abort', onAbort, { once: true });
-    if (timeoutMs > 0 && Number.isFinite(timeoutMs)) {
-      timer = setTimeout(() => {
-        fail(new BrokerError('BRK_TIMEOUT', `${what}: timed out after ${timeoutMs} ms (got ${acc.length} byte${acc.length === 1 ? '' : 's'})`));
-      }, timeoutMs);
-    }
+    arm(waitingIdle ? (opts.idleTimeoutMs as number) : timeoutMs);
     // Bytes may already be buffered (e.g. left over from a previous readMessage).
     onReadable();
   });
