@@ -14,6 +14,7 @@ import { Limits, SSH_IDENT, Timeouts } from '../protocol/constants';
 import type { EndReason, HelperInfo } from '../protocol/control';
 import { descriptorPolicy, type Descriptor } from '../protocol/descriptor';
 import { generateSessionCode } from '../protocol/session-code';
+import { coalesceWrites } from '../transport/coalesce';
 import { loadOrCreateHostKey } from '../transport/keys';
 import type { AgentLink } from './agent-link';
 import { handleAgent } from './agent-connection';
@@ -156,7 +157,10 @@ export class Broker extends EventEmitter<BrokerEvents> {
     if (this.closing) return void conn.end();
     this.connections.add(conn);
     const sock = (conn as unknown as { _sock?: net.Socket })._sock;
-    sock?.setNoDelay(true);
+    if (sock) {
+      sock.setNoDelay(true);
+      coalesceWrites(sock);
+    }
     const address = sock ? formatHostPort(sock.remoteAddress ?? ip, sock.remotePort ?? 0) : ip;
     const local = sock ? formatHostPort(sock.localAddress ?? '127.0.0.1', sock.localPort ?? this.opts.port) : '';
     const log = this.log.child(`conn ${address}`);
@@ -167,7 +171,15 @@ export class Broker extends EventEmitter<BrokerEvents> {
       onRefused: (err, user) => log.info('join refused', { event: 'join-refused', code: err.code, reason: err.message, user: user.slice(0, 4) + '…' }),
     });
     conn.on('authentication', auth.onAuth);
-    conn.on('error', (err: Error) => {
+    conn.on('error', (err: Error & { level?: string }) => {
+      if (err.level === 'client-timeout') {
+        // Keepalive timeout: ssh2 only half-closes, which a silent peer (cable cut, frozen
+        // device) never completes, so 'close' (and the sweeper's view of the tunnel) would
+        // never come. Cut the socket so the connection really ends.
+        log.info('peer stopped answering keepalives; disconnecting', { error: describeError(err) });
+        sock?.destroy();
+        return;
+      }
       if (isExpectedClose(err)) log.debug('connection error', { error: describeError(err) });
       else log.info('connection error', { error: describeError(err) });
     });

@@ -40,6 +40,10 @@ export class HttpFrontend extends EventEmitter<HttpFrontendEvents> {
   private readonly sockets = new Set<net.Socket>();
   private readonly tunnels = new Set<Duplex>();
   private readonly maxBodyBytes: number;
+  /** Destination label per absolute-form request, so error events name it. */
+  private readonly labels = new WeakMap<http.IncomingMessage, string>();
+  /** Responses already answered (and reported) with an error. */
+  private readonly failed = new WeakSet<http.ServerResponse>();
 
   constructor(private readonly opener: StreamOpener, private readonly log: Logger = silentLogger, opts: HttpFrontendOptions = {}) {
     super();
@@ -102,6 +106,8 @@ export class HttpFrontend extends EventEmitter<HttpFrontendEvents> {
     } catch (err) {
       return this.reply(res, err as BrokerError, req.method);
     }
+    const label = formatTarget(target);
+    this.labels.set(req, label);
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > this.maxBodyBytes) {
       return this.reply(res, new BrokerError('BRK_BAD_REQUEST', `request body of ${declared} bytes is over the ${this.maxBodyBytes}-byte limit`), req.method, 413);
@@ -116,8 +122,7 @@ export class HttpFrontend extends EventEmitter<HttpFrontendEvents> {
     });
     stripHopByHop(req.headers);
     req.url = `${url.pathname}${url.search}`;
-    const label = formatTarget(target);
-    res.once('finish', () => this.emit('stream', { target: label, method: req.method ?? '?', status: res.statusCode }));
+    res.once('finish', () => { if (!this.failed.has(res)) this.emit('stream', { target: label, method: req.method ?? '?', status: res.statusCode }); });
     this.proxy.web(req, res, { target: `http://${target.kind === 'ipv6' ? `[${target.host}]` : target.host}:${target.port}`, changeOrigin: false });
   }
 
@@ -168,9 +173,12 @@ export class HttpFrontend extends EventEmitter<HttpFrontendEvents> {
 
   /** Answer with an error status, the X-Broker-Error header and a one-line body. */
   private reply(res: http.ServerResponse, err: BrokerError, method?: string, status = toHttpStatus(err.code)): void {
-    this.emit('stream', { target: '?', method: method ?? '?', status, code: err.code, reason: err.message });
+    if (!this.failed.has(res)) {
+      this.failed.add(res);
+      this.emit('stream', { target: this.labels.get(res.req) ?? '?', method: method ?? '?', status, code: err.code, reason: err.message });
+    }
     if (res.headersSent) return void res.destroy();
-    const body = `${err.message}\n`;
+    const body = `${err.message.replace(/[\r\n]+/g, ' ')}\n`;
     res.writeHead(status, {
       'Content-Type': 'text/plain; charset=utf-8',
       'Content-Length': Buffer.byteLength(body),

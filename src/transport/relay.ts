@@ -1,7 +1,8 @@
 /**
  * Bidirectional relay between two duplex streams (sockets or SSH channels).
- * - backpressure: `pipe()` pauses the reader while the writer's buffer is full, so a
- *   slow reader never makes us buffer a whole download;
+ * - backpressure: the reader pauses while the writer's buffer is full (and, for SSH
+ *   channels, while the connection's shared socket queue is long), so a slow reader
+ *   never makes us buffer a whole download and one bulk stream cannot starve others;
  * - half-close: EOF one way is forwarded while data keeps flowing the other way;
  * - cleanup: when one side closes, the other is ended after flushing, then destroyed;
  *   an error on either side destroys both. The promise never rejects.
@@ -41,6 +42,46 @@ export function halfClose(s: Duplex): void {
   else s.end();
 }
 
+/**
+ * Bytes an SSH connection's TCP socket may have queued in user space before
+ * relays writing into its channels pause. ssh2 writes channel data to the socket
+ * without looking at its buffer, so one bulk stream could queue up to its whole
+ * window (2 MiB) in front of every other channel's packets; capping the shared
+ * queue keeps small requests from waiting behind a download (fairness), and all
+ * paused writers resume together on 'drain'.
+ */
+export const SSH_SOCKET_QUEUE_LIMIT = Number(process.env.BROKER_SOCKET_QUEUE ?? 256 * 1024);
+
+/** The TCP socket under an ssh2 channel (client or server side), if `s` is one. */
+function sshSocketOf(s: Duplex): Duplex | undefined {
+  const c = s as unknown as { _client?: { _sock?: Duplex }; incoming?: unknown; outgoing?: unknown };
+  if (c.incoming === undefined || c.outgoing === undefined) return undefined;
+  return c._client?._sock;
+}
+
+/**
+ * Copy `src` into `dst` with backpressure from both `dst` itself and, when `dst` is
+ * an SSH channel, from its connection's shared socket queue.
+ */
+function pump(src: Duplex, dst: Duplex): void {
+  const sock = sshSocketOf(dst);
+  // Every relay through this connection may wait for the same 'drain'.
+  if (sock && sock.getMaxListeners() !== 0) sock.setMaxListeners(0);
+  let waiting = 0;
+  const resume = () => {
+    if (--waiting === 0 && !src.destroyed) src.resume();
+  };
+  const wait = (emitter: Duplex) => {
+    if (waiting++ === 0) src.pause();
+    emitter.once('drain', resume);
+  };
+  src.on('data', (chunk: Buffer) => {
+    if (dst.destroyed || dst.writableEnded) return;
+    if (!dst.write(chunk)) wait(dst);
+    if (sock && sock.writableLength > SSH_SOCKET_QUEUE_LIMIT && !sock.destroyed) wait(sock);
+  });
+}
+
 /** Relay `a` ⇄ `b` until both sides are closed. */
 export function relay(a: Duplex, b: Duplex, opts: { flushTimeoutMs?: number } = {}): Promise<RelayResult> {
   const started = Date.now();
@@ -53,8 +94,8 @@ export function relay(a: Duplex, b: Duplex, opts: { flushTimeoutMs?: number } = 
 
     a.on('data', (chunk: Buffer) => { result.aToB += chunk.length; });
     b.on('data', (chunk: Buffer) => { result.bToA += chunk.length; });
-    a.pipe(b, { end: false });
-    b.pipe(a, { end: false });
+    pump(a, b);
+    pump(b, a);
 
     // EOF from one side becomes EOF to the other; once both ways are done, close both.
     const onEnd = (other: Duplex) => () => {
@@ -77,8 +118,6 @@ export function relay(a: Duplex, b: Duplex, opts: { flushTimeoutMs?: number } = 
 
     // When one side is gone for good, let the other flush what it already has, then end it.
     const onClose = (self: Duplex, other: Duplex) => () => {
-      self.unpipe(other);
-      other.unpipe(self);
       if (!other.destroyed) {
         other.resume(); // nobody reads it any more: discard instead of buffering
         if (!other.writableEnded) other.end();

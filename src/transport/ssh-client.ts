@@ -9,6 +9,7 @@ import { Client, type ClientChannel } from 'ssh2';
 import { BrokerError, describeError, isBrokerErrorCode } from '../errors';
 import { SSH_IDENT, Timeouts } from '../protocol/constants';
 import { parseTarget, formatTarget } from '../protocol/target';
+import { coalesceWrites } from './coalesce';
 import type { Identity } from './keys';
 import { createHostKeyVerifier } from './known-brokers';
 
@@ -55,8 +56,14 @@ export function connectSsh(opts: SshConnectOptions): Promise<SshConnection> {
     const client = new Client();
     let refusal: { code: string; message: string } | undefined;
     let settled = false;
+    // The broker explains refusals (wrong code, rate limit) as keyboard-interactive instructions.
+    const noteRefusal = (name: unknown, instructions: unknown) => {
+      const m = typeof name === 'string' ? /(BRK_[A-Z_]+)/.exec(name) : null;
+      if (m && typeof instructions === 'string' && instructions) refusal = { code: m[1]!, message: instructions };
+    };
     const socket = net.connect({ host: brokerTarget.host, port: brokerTarget.port });
     socket.setNoDelay(true);
+    coalesceWrites(socket);
     const fail = (err: BrokerError) => {
       if (settled) return;
       settled = true;
@@ -82,11 +89,12 @@ export function connectSsh(opts: SshConnectOptions): Promise<SshConnection> {
         // Our broker is not OpenSSH, but speaks its direct-streamlocal extension.
         strictVendor: false,
       });
+      // ssh2 answers a request with zero prompts (which is what the broker sends) by itself
+      // and never emits 'keyboard-interactive', so read the text where the protocol hands it over.
+      hookInfoRequest(client, noteRefusal);
     });
-    // The broker explains refusals (wrong code, rate limit) as keyboard-interactive instructions.
     client.on('keyboard-interactive', (name, instructions, _lang, _prompts, finish) => {
-      const m = /(BRK_[A-Z_]+)/.exec(name);
-      if (m && instructions) refusal = { code: m[1]!, message: instructions };
+      noteRefusal(name, instructions);
       finish([]);
     });
     client.once('ready', () => {
@@ -113,6 +121,26 @@ export function connectSsh(opts: SshConnectOptions): Promise<SshConnection> {
     });
     client.once('close', () => fail(new BrokerError('BRK_BROKER_UNREACHABLE', `${broker}: connection closed during the SSH handshake`)));
   });
+}
+
+interface ProtocolHandlers {
+  USERAUTH_INFO_REQUEST?: (proto: unknown, name: unknown, instructions: unknown, prompts: unknown) => unknown;
+}
+
+/**
+ * Let `onInfo` see every keyboard-interactive request's name and instructions,
+ * including zero-prompt ones that ssh2 answers internally. Relies on ssh2's
+ * internal handler table (created by `connect()`); if that changes shape, only
+ * requests with prompts are seen (through the public event).
+ */
+function hookInfoRequest(client: Client, onInfo: (name: unknown, instructions: unknown) => void): void {
+  const handlers = (client as unknown as { _protocol?: { _handlers?: ProtocolHandlers } })._protocol?._handlers;
+  const original = handlers?.USERAUTH_INFO_REQUEST;
+  if (!handlers || typeof original !== 'function') return;
+  handlers.USERAUTH_INFO_REQUEST = (proto, name, instructions, prompts) => {
+    onInfo(name, instructions);
+    return original.call(handlers, proto, name, instructions, prompts);
+  };
 }
 
 /** Open an exec channel, as a promise. */
