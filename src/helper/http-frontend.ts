@@ -13,6 +13,7 @@ import httpProxy from 'http-proxy';
 import { BrokerError, describeError, toHttpStatus, type BrokerErrorCode } from '../errors';
 import { silentLogger, type Logger } from '../log';
 import { formatTarget, makeTarget, parseTarget, printable, type Target } from '../protocol/target';
+import { watchWhileOpening } from '../transport/early-close';
 import { relay } from '../transport/relay';
 import type { StreamOpener } from './stream-opener';
 import { TunnelAgent } from './tunnel-agent';
@@ -137,21 +138,23 @@ export class HttpFrontend extends EventEmitter<HttpFrontendEvents> {
       return this.rawReply(socket, err as BrokerError, 'CONNECT');
     }
     const label = formatTarget(target);
-    const ac = new AbortController();
-    const onEarlyClose = () => ac.abort();
-    socket.once('close', onEarlyClose);
+    // A client that gives up while we open (FIN) cancels the open on the device.
+    const watch = watchWhileOpening(socket);
+    let early: Buffer = Buffer.alloc(0);
     try {
-      const opened = await this.opener.open(target, ac.signal);
-      socket.off('close', onEarlyClose);
-      if (socket.destroyed) return void opened.stream.destroy();
+      const opened = await this.opener.open(target, watch.signal).finally(() => { early = watch.stop(); });
+      if (socket.destroyed || watch.signal.aborted) {
+        opened.stream.destroy();
+        socket.destroy();
+        return;
+      }
       socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-      if (head.length) opened.stream.write(head);
+      if (head.length || early.length) opened.stream.write(Buffer.concat([head, early]));
       this.emit('stream', { target: label, method: 'CONNECT', status: 200 });
       this.tunnels.add(opened.stream);
       await relay(socket, opened.stream);
       this.tunnels.delete(opened.stream);
     } catch (err) {
-      socket.off('close', onEarlyClose);
       this.rawReply(socket, err instanceof BrokerError ? err : new BrokerError('BRK_INTERNAL', describeError(err)), 'CONNECT', label);
     }
   }

@@ -13,6 +13,7 @@ import { Timeouts } from '../protocol/constants';
 import { encodeMethodSelection, encodeReply, parseGreeting, parseRequest } from '../protocol/socks5';
 import { readMessage } from '../protocol/socks-stream';
 import { formatTarget } from '../protocol/target';
+import { watchWhileOpening } from '../transport/early-close';
 import { relay } from '../transport/relay';
 import type { StreamOpener } from './stream-opener';
 
@@ -67,11 +68,17 @@ export class SocksFrontend extends EventEmitter<SocksFrontendEvents> {
         this.emit('stream', { target: targetText, rep: 7, reason: 'only CONNECT is supported' });
         return;
       }
-      const ac = new AbortController();
-      socket.once('close', () => ac.abort());
-      const opened = await this.opener.open(request.target, ac.signal);
-      if (socket.destroyed) { opened.stream.destroy(); return; }
+      // A client that gives up while we open (FIN) cancels the open on the device.
+      const watch = watchWhileOpening(socket);
+      let early: Buffer = Buffer.alloc(0);
+      const opened = await this.opener.open(request.target, watch.signal).finally(() => { early = watch.stop(); });
+      if (socket.destroyed || watch.signal.aborted) {
+        opened.stream.destroy();
+        socket.destroy();
+        return;
+      }
       socket.write(encodeReply(0, opened.bound));
+      if (early.length) opened.stream.write(early);
       const r = await relay(socket, opened.stream);
       this.emit('stream', { target: targetText, rep: 0, reason: 'succeeded', sent: r.aToB, received: r.bToA, durationMs: r.durationMs });
     } catch (err) {

@@ -80,6 +80,8 @@ function pump(src: Duplex, dst: Duplex): void {
     if (!dst.write(chunk)) wait(dst);
     if (sock && sock.writableLength > SSH_SOCKET_QUEUE_LIMIT && !sock.destroyed) wait(sock);
   });
+  // The source may have been paused explicitly (handshake readers do): start it flowing.
+  src.resume();
 }
 
 /** Relay `a` ⇄ `b` until both sides are closed. */

@@ -75,6 +75,8 @@ describe('SocksFrontend over a fake opener', () => {
     echoPort = await listen(echo);
     opener = new FakeOpener((t): Route => {
       if (t.host === 'echo.lan') return { port: echoPort };
+      if (t.host === 'hang.lan') return { hang: true };
+      if (t.host === 'slow.lan') return { port: echoPort, delayMs: 100 };
       const code = /^err-(brk_[a-z_]+)\.lan$/.exec(t.host)?.[1]?.toUpperCase() as BrokerErrorCode | undefined;
       if (code) return { error: new BrokerError(code, `simulated ${code}`) };
       if (t.host === 'plain-error.lan') return { error: new Error('not a BrokerError') as BrokerError };
@@ -246,5 +248,26 @@ describe('SocksFrontend over a fake opener', () => {
     await fe.close();
     await waitFor(() => opener.live.size === 0, 'tunnel stream to close after close()');
     await waitFor(() => echoSockets.size === 0, 'target connection to close');
+  });
+
+  test('a client that gives up (FIN) while the device is dialing cancels the open', async () => {
+    const sock = await client();
+    sock.write(Buffer.concat([Buffer.from([5, 1, 0]), encodeRequest(makeTarget('hang.lan', 80))]));
+    await readBytes(sock, 2);
+    await waitFor(() => opener.pending === 1, 'open to start');
+    sock.end();
+    await waitFor(() => opener.aborted === 1, 'open to be aborted');
+    await waitFor(() => opener.pending === 0 && opener.live.size === 0, 'nothing left open');
+  });
+
+  test('bytes a client sends before the reply (optimistic) reach the target in order', async () => {
+    const sock = await client();
+    sock.write(Buffer.concat([Buffer.from([5, 1, 0]), encodeRequest(makeTarget('slow.lan', 7)), Buffer.from('early')]));
+    await readBytes(sock, 2);
+    const reply = await readBytes(sock, 10);
+    expect(reply[1]).toBe(0);
+    const got = await readBytes(sock, 'hi\nEARLY'.length);
+    expect(got.toString()).toBe('hi\nEARLY');
+    sock.destroy();
   });
 });
