@@ -2,27 +2,17 @@
 import fs from 'node:fs';
 import { Helper } from '../helper/helper';
 import { parseCheck, parseChecksFile, runChecks, type CheckResult, type CheckSpec } from '../helper/diag';
-import { createLogger, type LogFormat, type LogLevel } from '../log';
 import { BrokerError } from '../errors';
-import { loadIdentity } from '../transport/keys';
-import { defaultKnownBrokersFile } from '../transport/known-brokers';
 import { fail } from './exit';
-import { clientOptions, durationOption, requireBroker } from './options';
+import { type ClientArgs, clientConnection, clientOptions, durationOption } from './options';
 
-export interface DiagArgs {
+export interface DiagArgs extends ClientArgs {
   code: string;
   check?: string[];
   'checks-file'?: string;
   concurrency: number;
   timeout: string;
   insecure: boolean;
-  broker?: string;
-  identity?: string;
-  fingerprint?: string;
-  'known-brokers'?: string;
-  json: boolean;
-  'log-format': LogFormat;
-  'log-level': LogLevel;
 }
 
 export const diagOptions = {
@@ -46,12 +36,9 @@ export async function runDiag(args: DiagArgs): Promise<void> {
     }
     if (checks.length === 0) throw new BrokerError('BRK_BAD_OPTION', 'no checks: pass --check tcp://HOST:PORT (or http://, https://) or --checks-file FILE');
     const helper = new Helper({
-      code: String(args.code), broker: requireBroker(args.broker),
+      ...clientConnection(args, 'diag'),
+      code: String(args.code),
       socks: { host: '127.0.0.1', port: 0 }, http: null,
-      identity: args.identity ? loadIdentity(args.identity) : undefined,
-      fingerprint: args.fingerprint,
-      knownBrokersFile: args['known-brokers'] ?? defaultKnownBrokersFile(),
-      log: createLogger({ format: args['log-format'], level: args['log-level'], scope: 'diag' }),
     });
     await helper.start();
     const progress = !args.json && process.stderr.isTTY;

@@ -5,25 +5,15 @@
  */
 import { spawn } from 'node:child_process';
 import { Helper } from '../helper/helper';
-import { createLogger, type LogFormat, type LogLevel } from '../log';
-import { loadIdentity } from '../transport/keys';
-import { defaultKnownBrokersFile } from '../transport/known-brokers';
 import { BrokerError } from '../errors';
 import { fail } from './exit';
-import { clientOptions, requireBroker } from './options';
+import { type ClientArgs, clientConnection, clientOptions } from './options';
 
-export interface ExecArgs {
+export interface ExecArgs extends ClientArgs {
   code: string;
   command?: string[];
   '--'?: string[];
   _: (string | number)[];
-  broker?: string;
-  identity?: string;
-  fingerprint?: string;
-  'known-brokers'?: string;
-  json: boolean;
-  'log-format': LogFormat;
-  'log-level': LogLevel;
 }
 
 export const execOptions = { ...clientOptions } as const;
@@ -45,12 +35,9 @@ export async function runExec(args: ExecArgs): Promise<void> {
   try {
     if (command.length === 0) throw new BrokerError('BRK_BAD_OPTION', 'missing COMMAND: broker-agent exec CODE --broker HOST:PORT -- curl http://10.0.0.5/');
     const helper = new Helper({
-      code: String(args.code), broker: requireBroker(args.broker),
+      ...clientConnection(args, 'exec'),
+      code: String(args.code),
       socks: { host: '127.0.0.1', port: 0 }, http: { host: '127.0.0.1', port: 0 },
-      identity: args.identity ? loadIdentity(args.identity) : undefined,
-      fingerprint: args.fingerprint,
-      knownBrokersFile: args['known-brokers'] ?? defaultKnownBrokersFile(),
-      log: createLogger({ format: args['log-format'], level: args['log-level'], scope: 'exec' }),
     });
     const ready = await helper.start();
     const child = spawn(command[0]!, command.slice(1), { stdio: 'inherit', env: proxyEnv(process.env, ready.socksUrl, ready.httpProxyUrl!) });

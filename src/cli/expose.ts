@@ -1,28 +1,18 @@
 /** `broker-agent expose`: build the descriptor from flags, expose, print the code and a live view. */
 import { Agent } from '../agent/agent';
-import { createLogger, type LogFormat, type LogLevel } from '../log';
 import { makeDescriptor, formatDescriptor } from '../protocol/descriptor';
 import { eventText } from '../broker/text';
-import { loadIdentity } from '../transport/keys';
-import { defaultKnownBrokersFile } from '../transport/known-brokers';
 import { ExitCode, fail } from './exit';
-import { clientOptions, durationOption, requireBroker } from './options';
+import { type ClientArgs, clientConnection, clientOptions, durationOption } from './options';
 import { Printer } from './printer';
 
-export interface ExposeArgs {
-  broker?: string;
+export interface ExposeArgs extends ClientArgs {
   allow?: string[];
   deny?: string[];
   label?: string;
   'max-helpers'?: number;
   expires?: string;
   'dial-timeout'?: string;
-  identity?: string;
-  fingerprint?: string;
-  'known-brokers'?: string;
-  json: boolean;
-  'log-format': LogFormat;
-  'log-level': LogLevel;
 }
 
 export const exposeOptions = {
@@ -38,7 +28,8 @@ export const exposeOptions = {
 export async function runExpose(args: ExposeArgs): Promise<void> {
   const out = new Printer(args.json);
   try {
-    const broker = requireBroker(args.broker);
+    const conn = clientConnection(args, 'agent');
+    const broker = conn.broker;
     const descriptor = makeDescriptor({
       label: args.label,
       allow: args.allow ?? [],
@@ -47,12 +38,9 @@ export async function runExpose(args: ExposeArgs): Promise<void> {
       expiresAt: args.expires ? new Date(Date.now() + durationOption('expires', args.expires)).toISOString() : undefined,
     });
     const agent = new Agent({
-      broker, descriptor,
-      identity: args.identity ? loadIdentity(args.identity) : undefined,
-      fingerprint: args.fingerprint,
-      knownBrokersFile: args['known-brokers'] ?? defaultKnownBrokersFile(),
+      ...conn,
+      descriptor,
       dialTimeoutMs: args['dial-timeout'] ? durationOption('dial-timeout', args['dial-timeout']) : undefined,
-      log: createLogger({ format: args['log-format'], level: args['log-level'], scope: 'agent' }),
     });
     agent.on('new-host-key', (fp) => out.note(`first connection to ${broker}: remembered its host key ${fp}`));
     agent.on('event', (ev) => {

@@ -1,25 +1,15 @@
 /** `broker-agent join CODE`: join a session, open the local SOCKS5 port, exit non-zero when the session ends. */
 import { Helper } from '../helper/helper';
-import { createLogger, type LogFormat, type LogLevel } from '../log';
 import { formatDescriptor } from '../protocol/descriptor';
 import { eventText } from '../broker/text';
-import { loadIdentity } from '../transport/keys';
-import { defaultKnownBrokersFile } from '../transport/known-brokers';
 import { ExitCode, fail } from './exit';
-import { clientOptions, listenOption, requireBroker } from './options';
+import { type ClientArgs, clientConnection, clientOptions, listenOption } from './options';
 import { Printer } from './printer';
 
-export interface JoinArgs {
+export interface JoinArgs extends ClientArgs {
   code: string;
-  broker?: string;
   socks: string;
   http: string;
-  identity?: string;
-  fingerprint?: string;
-  'known-brokers'?: string;
-  json: boolean;
-  'log-format': LogFormat;
-  'log-level': LogLevel;
 }
 
 export const joinOptions = {
@@ -31,16 +21,13 @@ export const joinOptions = {
 export async function runJoin(args: JoinArgs): Promise<void> {
   const out = new Printer(args.json);
   try {
-    const broker = requireBroker(args.broker);
+    const conn = clientConnection(args, 'join');
+    const broker = conn.broker;
     const helper = new Helper({
+      ...conn,
       code: String(args.code),
-      broker,
       socks: listenOption('socks', args.socks, '127.0.0.1'),
       http: args.http === 'off' ? null : listenOption('http', args.http, '127.0.0.1'),
-      identity: args.identity ? loadIdentity(args.identity) : undefined,
-      fingerprint: args.fingerprint,
-      knownBrokersFile: args['known-brokers'] ?? defaultKnownBrokersFile(),
-      log: createLogger({ format: args['log-format'], level: args['log-level'], scope: 'join' }),
     });
     helper.on('new-host-key', (fp) => out.note(`first connection to ${broker}: remembered its host key ${fp}`));
     helper.on('event', (ev) => { if (ev.event !== 'session-ended') out.event(ev, eventText(ev)); });

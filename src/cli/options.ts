@@ -6,6 +6,40 @@ import os from 'node:os';
 import path from 'node:path';
 import { BrokerError } from '../errors';
 import { parseDuration, parseListen } from '../config';
+import { createLogger, type LogFormat, type LogLevel, type Logger } from '../log';
+import { loadIdentity, type Identity } from '../transport/keys';
+import { defaultKnownBrokersFile } from '../transport/known-brokers';
+
+/** Parsed values of `clientOptions`. */
+export interface ClientArgs {
+  broker?: string;
+  identity?: string;
+  fingerprint?: string;
+  'known-brokers'?: string;
+  json: boolean;
+  'log-format': LogFormat;
+  'log-level': LogLevel;
+}
+
+/** What every client role needs to connect, built from the shared flags. */
+export interface ClientConnection {
+  broker: string;
+  identity?: Identity;
+  fingerprint?: string;
+  knownBrokersFile: string;
+  log: Logger;
+}
+
+/** Map the shared client flags onto connection options (loads --identity, creates the logger). */
+export function clientConnection(args: ClientArgs, scope: string): ClientConnection {
+  return {
+    broker: requireBroker(args.broker),
+    identity: args.identity ? loadIdentity(args.identity) : undefined,
+    fingerprint: args.fingerprint,
+    knownBrokersFile: args['known-brokers'] ?? defaultKnownBrokersFile(),
+    log: createLogger({ format: args['log-format'], level: args['log-level'], scope }),
+  };
+}
 
 /** Options every client command (expose, join) takes. */
 export const clientOptions = {
