@@ -14,7 +14,6 @@ import { Agent } from './agent/agent';
 import { Broker, type BrokerOptions } from './broker/broker';
 import { Helper, type HelperEvents } from './helper/helper';
 import { runChecks, parseCheck, type CheckResult, type DiagOptions } from './helper/diag';
-import type { ControlEvent } from './protocol/control';
 import { makeDescriptor, type Descriptor } from './protocol/descriptor';
 import type { Identity } from './transport/keys';
 import type { Logger } from './log';

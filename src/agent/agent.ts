@@ -132,7 +132,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   private finish(err: BrokerError): void {
-    if (this.endedEmitted) return;
+    // a close() we were asked for is not an 'ended' error (the SSH 'close' that follows it is expected)
+    if (this.endedEmitted || this.closed) return;
     this.endedEmitted = true;
     this.close();
     this.emit('ended', err);

@@ -9,7 +9,7 @@ import { EventEmitter } from 'node:events';
 import { Server, type Connection } from 'ssh2';
 import { BrokerError, describeError, isExpectedClose } from '../errors';
 import { silentLogger, type Logger } from '../log';
-import { formatHostPort } from '../config';
+import { envDuration, formatHostPort } from '../config';
 import { Limits, SSH_IDENT, Timeouts } from '../protocol/constants';
 import type { EndReason, HelperInfo } from '../protocol/control';
 import { descriptorPolicy, type Descriptor } from '../protocol/descriptor';
@@ -35,6 +35,8 @@ export interface BrokerOptions {
   checkIntervalMs?: number;
   socksHandshakeMs?: number;
   exposeHandshakeMs?: number;
+  /** Time a connection has to finish the SSH handshake and authenticate (env BROKER_SSH_HANDSHAKE_TIMEOUT). */
+  sshHandshakeMs?: number;
   maxSessions?: number;
   log?: Logger;
   registry?: SessionRegistry;
@@ -56,6 +58,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   private readonly limiter: JoinRateLimiter;
   private readonly ssh: Server;
   private readonly connections = new Set<Connection>();
+  private readonly handshakeTimers = new WeakMap<net.Socket, NodeJS.Timeout>();
   private sweeper: NodeJS.Timeout | undefined;
   private nextSessionId = 1;
   private nextHelperId = 1;
@@ -66,7 +69,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     super();
     this.opts = {
       host: '0.0.0.0', port: 2222, checkIntervalMs: Timeouts.checkInterval, socksHandshakeMs: Timeouts.socksHandshake + Timeouts.dial,
-      exposeHandshakeMs: Timeouts.exposeHandshake, maxSessions: Limits.sessions, ...stripUndefined(options), dataDir: options.dataDir,
+      exposeHandshakeMs: Timeouts.exposeHandshake, sshHandshakeMs: envDuration('BROKER_SSH_HANDSHAKE_TIMEOUT', Timeouts.sshReady), maxSessions: Limits.sessions, ...stripUndefined(options), dataDir: options.dataDir,
     };
     this.log = options.log ?? silentLogger;
     this.registry = options.registry ?? new MemorySessionRegistry();
@@ -84,6 +87,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
       (conn, info) => this.onConnection(conn, info.ip),
     );
     this.ssh.on('error', (err: Error) => this.log.error('ssh server error', { error: describeError(err) }));
+    // ssh2's own TCP server (internal); if its shape changes, timers are armed in onConnection instead.
+    (this.ssh as unknown as { _srv?: net.Server })._srv?.on('connection', (socket: net.Socket) => this.armHandshakeTimer(socket));
   }
 
   /** Start listening; resolves once bound. */
@@ -171,6 +176,10 @@ export class Broker extends EventEmitter<BrokerEvents> {
       onRefused: (err, user) => log.info('join refused', { event: 'join-refused', code: err.code, reason: err.message, user: user.slice(0, 4) + '…' }),
     });
     conn.on('authentication', auth.onAuth);
+    if (sock) {
+      this.armHandshakeTimer(sock); // no-op if armed when the TCP connection came in
+      conn.once('ready', () => clearTimeout(this.handshakeTimers.get(sock)));
+    }
     conn.on('error', (err: Error & { level?: string }) => {
       if (err.level === 'client-timeout') {
         // Keepalive timeout: ssh2 only half-closes, which a silent peer (cable cut, frozen
@@ -214,6 +223,25 @@ export class Broker extends EventEmitter<BrokerEvents> {
         if (!session.ended) session.broadcast({ event: 'helper-left', helper: info, helpers: session.helpers.size, reason: 'disconnected' });
       });
     });
+  }
+
+  /**
+   * A peer that does not finish the SSH handshake and authenticate in time is only
+   * holding a socket: cut it. Armed when the TCP connection arrives (ssh2 reports a
+   * connection only once the peer has sent its version line, so a silent peer would
+   * otherwise be held forever), disarmed on authentication.
+   */
+  private armHandshakeTimer(socket: net.Socket): void {
+    if (this.handshakeTimers.has(socket)) return;
+    const timer = setTimeout(() => {
+      this.log.info('no SSH authentication in time; disconnecting', {
+        event: 'handshake-timeout', address: formatHostPort(socket.remoteAddress ?? '?', socket.remotePort ?? 0), timeoutMs: this.opts.sshHandshakeMs,
+      });
+      socket.destroy();
+    }, this.opts.sshHandshakeMs);
+    timer.unref();
+    this.handshakeTimers.set(socket, timer);
+    socket.once('close', () => clearTimeout(timer));
   }
 
   private createSession(link: AgentLink, descriptor: Descriptor, log: Logger): Session {

@@ -5,8 +5,9 @@
  * Private keys never leave this module in error messages or logs; errors name
  * the file and the fix, never the contents.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import { writePrivateTemp } from './private-file';
 import * as path from 'node:path';
 import { utils as sshUtils } from 'ssh2';
 import type { ParsedKey } from 'ssh2';
@@ -190,14 +191,7 @@ export function fingerprintOf(publicKey: Buffer | string | ParsedKey): string {
 
 /** Write `data` to `file` atomically: temp file (mode 0600) in the same dir, fsync, then link/rename. */
 function writeNewFileAtomically(file: string, data: string): 'written' | 'exists' {
-  const tmp = `${file}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
-  const fd = fs.openSync(tmp, 'wx', 0o600);
-  try {
-    fs.writeFileSync(fd, data);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
+  const tmp = writePrivateTemp(file, data);
   try {
     // link() refuses to replace an existing file, so two brokers starting at once
     // on the same data dir end up with one key rather than silently different ones.

@@ -7,8 +7,8 @@
  * File format, one broker per line: `HOST:PORT SHA256:<base64>`; `#` starts a
  * comment; lines that do not parse are ignored (and preserved on rewrite).
  */
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import { writePrivateTemp } from './private-file';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BrokerError, describeError } from '../errors';
@@ -130,20 +130,14 @@ export class KnownBrokers {
       /* does not exist yet */
     }
     const dir = path.dirname(target);
-    const tmp = path.join(dir, `.${path.basename(target)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
+    let tmp = '';
     try {
       fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-      const fd = fs.openSync(tmp, 'wx', 0o600);
-      try {
-        fs.writeFileSync(fd, data);
-        fs.fsyncSync(fd);
-      } finally {
-        fs.closeSync(fd);
-      }
+      tmp = writePrivateTemp(target, data);
       fs.renameSync(tmp, target);
     } catch (err) {
       try {
-        fs.unlinkSync(tmp);
+        if (tmp) fs.unlinkSync(tmp);
       } catch {
         /* never created or already renamed */
       }
