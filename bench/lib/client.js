@@ -1,0 +1,423 @@
+'use strict';
+/**
+ * The load generator: a minimal SOCKS5 client on net.Socket (or a plain TCP
+ * connect for the "direct" variant) and the measurement loops. Every loop is
+ * bounded by a count AND a deadline; when the deadline hits, the loop stops and
+ * the result says `partial: true`.
+ *
+ * A "variant" here is just { socks: {host, port} | null }; the target is
+ * { host, port } of target-server.js.
+ */
+const net = require('node:net');
+const { nowMs, percentile, median } = require('./util');
+
+const TINY = 32; // bytes of one tiny request (echoed back)
+const TINY_BUF = Buffer.alloc(TINY, 0x62);
+const OP_TIMEOUT_MS = 30_000;
+
+/** Read exactly `n` bytes that arrive on `sock` after this call, via a data handler; resolves the buffer. */
+class Reader {
+  constructor(sock) {
+    this.sock = sock;
+    this.buf = Buffer.alloc(0);
+    this.waiter = null;
+    this.onData = (c) => {
+      this.buf = this.buf.length ? Buffer.concat([this.buf, c]) : c;
+      this.check();
+    };
+    this.onEnd = () => this.fail(new Error('connection closed during SOCKS handshake'));
+    sock.on('data', this.onData);
+    sock.once('end', this.onEnd);
+    sock.once('close', this.onEnd);
+  }
+  check() {
+    if (!this.waiter) return;
+    const need = this.waiter.need(this.buf);
+    if (need === null) return;
+    const w = this.waiter;
+    this.waiter = null;
+    const msg = this.buf.subarray(0, need);
+    this.buf = this.buf.subarray(need);
+    w.resolve(msg);
+  }
+  fail(err) {
+    if (!this.waiter) { this.error = err; return; }
+    const w = this.waiter;
+    this.waiter = null;
+    w.reject(err);
+  }
+  /** `need(buf)` returns the message length once complete, else null. */
+  read(need) {
+    return new Promise((resolve, reject) => {
+      if (this.error) return reject(this.error);
+      this.waiter = { need, resolve, reject };
+      this.check();
+    });
+  }
+  /** Detach, hand back leftover bytes to the socket. */
+  detach() {
+    this.sock.off('data', this.onData);
+    this.sock.off('end', this.onEnd);
+    this.sock.off('close', this.onEnd);
+    this.sock.pause();
+    if (this.buf.length) this.sock.unshift(this.buf);
+  }
+}
+
+function socksRequest(host, port) {
+  const ip = host.split('.').map(Number);
+  return Buffer.from([5, 1, 0, 1, ...ip, port >> 8, port & 255]);
+}
+
+function replyLength(b) {
+  if (b.length < 5) return null;
+  const atyp = b[3];
+  const len = atyp === 1 ? 10 : atyp === 4 ? 22 : atyp === 3 ? 7 + b[4] : 10;
+  return b.length >= len ? len : null;
+}
+
+/**
+ * Open one stream to `target` (through the SOCKS proxy if `socks` is set). Resolves
+ * { sock, t: { connect, greeting, success } } with times in ms since the call.
+ * pipelined=false behaves like curl: greeting, wait for the method, then CONNECT.
+ */
+function openStream(socks, target, { pipelined = false, timeoutMs = OP_TIMEOUT_MS } = {}) {
+  const t0 = nowMs();
+  return new Promise((resolve, reject) => {
+    const dest = socks ?? target;
+    const sock = net.connect({ host: dest.host, port: dest.port, noDelay: true });
+    sock.setNoDelay(true);
+    let done = false;
+    const timer = setTimeout(() => finish(new Error(`open timed out after ${timeoutMs} ms`)), timeoutMs);
+    const finish = (err, value) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (err) { sock.destroy(); reject(err); } else resolve(value);
+    };
+    sock.once('error', (e) => finish(e));
+    sock.once('connect', async () => {
+      const t = { connect: nowMs() - t0 };
+      if (!socks) {
+        t.greeting = t.success = t.connect;
+        sock.removeAllListeners('error');
+        sock.on('error', () => {});
+        return finish(null, { sock, t });
+      }
+      const r = new Reader(sock);
+      try {
+        const req = socksRequest(target.host, target.port);
+        if (pipelined) sock.write(Buffer.concat([Buffer.from([5, 1, 0]), req]));
+        else sock.write(Buffer.from([5, 1, 0]));
+        const sel = await r.read((b) => (b.length >= 2 ? 2 : null));
+        t.greeting = nowMs() - t0;
+        if (sel[0] !== 5 || sel[1] !== 0) throw new Error(`SOCKS method selection ${sel.toString('hex')}`);
+        if (!pipelined) sock.write(req);
+        const rep = await r.read(replyLength);
+        t.success = nowMs() - t0;
+        if (rep[1] !== 0) throw new Error(`SOCKS reply code ${rep[1]}`);
+        r.detach();
+        sock.removeAllListeners('error');
+        sock.on('error', () => {});
+        finish(null, { sock, t });
+      } catch (err) {
+        finish(err);
+      }
+    });
+  });
+}
+
+/** An echo-mode stream: request() sends TINY bytes and resolves when they came back. */
+class EchoStream {
+  constructor(sock) {
+    this.sock = sock;
+    this.first = true;
+    this.got = 0;
+    this.want = 0;
+    this.waiter = null;
+    this.closed = false;
+    sock.on('data', (c) => {
+      this.got += c.length;
+      if (this.waiter && this.got >= this.want) { const w = this.waiter; this.waiter = null; w.resolve(); }
+    });
+    const onGone = () => {
+      this.closed = true;
+      if (this.waiter) { const w = this.waiter; this.waiter = null; w.reject(new Error('stream closed')); }
+    };
+    sock.once('close', onGone);
+    sock.once('end', onGone);
+    sock.resume();
+  }
+  request(timeoutMs = OP_TIMEOUT_MS, mode = 'E') {
+    if (this.closed) return Promise.reject(new Error('stream closed'));
+    this.want += TINY;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => { this.waiter = null; reject(new Error('request timed out')); }, timeoutMs);
+      this.waiter = { resolve: () => { clearTimeout(timer); resolve(); }, reject: (e) => { clearTimeout(timer); reject(e); } };
+      if (this.first) { this.first = false; this.sock.write(Buffer.concat([Buffer.from(`${mode}\n`), TINY_BUF])); } else this.sock.write(TINY_BUF);
+      if (this.got >= this.want) this.waiter.resolve();
+    });
+  }
+  close() { this.sock.destroy(); }
+}
+
+function pct(values) {
+  return {
+    n: values.length,
+    p50: percentile(values, 50),
+    p90: percentile(values, 90),
+    p99: percentile(values, 99),
+    max: values.length ? Math.max(...values) : NaN,
+    mean: values.length ? values.reduce((a, b) => a + b, 0) / values.length : NaN,
+  };
+}
+
+/** Run `fn(i)` for i in 0..count-1 with at most `limit` in flight; stops starting new ones after deadline. */
+async function pool(count, limit, deadline, fn) {
+  let next = 0;
+  let started = 0;
+  const runners = [];
+  for (let k = 0; k < Math.min(limit, count); k++) {
+    runners.push((async () => {
+      while (next < count && nowMs() < deadline) {
+        const i = next++;
+        started++;
+        await fn(i);
+      }
+    })());
+  }
+  await Promise.all(runners);
+  return started;
+}
+
+// ---------------------------------------------------------------------------
+// Jobs. Each takes { socks, target, ...params, deadlineMs } and returns JSON.
+
+/** `streams` parallel downloads of `bytes` each; throughput over the transfer (setup excluded). */
+async function bulkDownload({ socks, target, streams, bytes, deadlineMs }) {
+  const socksList = await Promise.all(Array.from({ length: streams }, () => openStream(socks, target)));
+  const deadline = nowMs() + deadlineMs;
+  const t0 = nowMs();
+  let total = 0;
+  let partial = false;
+  const perStream = await Promise.all(socksList.map(({ sock }) => new Promise((resolve) => {
+    let got = 0;
+    let t;
+    const finish = () => { clearTimeout(t); sock.destroy(); resolve({ got, ms: nowMs() - t0 }); };
+    t = setTimeout(() => { partial = true; finish(); }, Math.max(0, deadline - nowMs()));
+    sock.on('data', (c) => { got += c.length; total += c.length; if (got >= bytes) finish(); });
+    sock.once('close', finish);
+    sock.resume();
+    sock.write(`G ${bytes}\n`);
+  })));
+  const ms = Math.max(...perStream.map((s) => s.ms));
+  return { bytes: total, ms, MiBps: total / 1048576 / (ms / 1000), streams, partial: partial || total < streams * bytes };
+}
+
+/** `streams` parallel uploads of `bytes` each; done when the server acknowledged every byte. */
+async function bulkUpload({ socks, target, streams, bytes, deadlineMs }) {
+  const socksList = await Promise.all(Array.from({ length: streams }, () => openStream(socks, target)));
+  const deadline = nowMs() + deadlineMs;
+  const t0 = nowMs();
+  let partial = false;
+  const chunk = Buffer.alloc(256 * 1024, 0x63);
+  let total = 0;
+  const perStream = await Promise.all(socksList.map(({ sock }) => new Promise((resolve) => {
+    let sent = 0;
+    let acked = false;
+    let t;
+    const finish = () => { clearTimeout(t); sock.destroy(); resolve({ sent, ms: nowMs() - t0, acked }); };
+    t = setTimeout(() => { partial = true; finish(); }, Math.max(0, deadline - nowMs()));
+    sock.on('data', (c) => { if (c.toString('latin1').includes('OK')) { acked = true; finish(); } });
+    sock.once('close', finish);
+    sock.resume();
+    sock.write(`P ${bytes}\n`);
+    const pump = () => {
+      while (sent < bytes && !sock.destroyed) {
+        const n = Math.min(chunk.length, bytes - sent);
+        sent += n;
+        total += n;
+        if (!sock.write(n === chunk.length ? chunk : chunk.subarray(0, n))) { sock.once('drain', pump); return; }
+      }
+    };
+    pump();
+  })));
+  const ms = Math.max(...perStream.map((s) => s.ms));
+  const acked = perStream.every((s) => s.acked);
+  return { bytes: total, ms, MiBps: total / 1048576 / (ms / 1000), streams, partial: partial || !acked };
+}
+
+/** `count` sequential new connections, each one tiny request; latency of connect→reply. */
+async function connSetup({ socks, target, count, deadlineMs }) {
+  const deadline = nowMs() + deadlineMs;
+  const lat = [];
+  let errors = 0;
+  let firstError;
+  const t0 = nowMs();
+  for (let i = 0; i < count && nowMs() < deadline; i++) {
+    const s = nowMs();
+    try {
+      const { sock } = await openStream(socks, target);
+      const e = new EchoStream(sock);
+      await e.request();
+      lat.push(nowMs() - s);
+      e.close();
+    } catch (err) {
+      errors++;
+      firstError ??= String(err.message || err);
+    }
+  }
+  const ms = nowMs() - t0;
+  return { ...pct(lat), connPerSec: (lat.length / ms) * 1000, ms, errors, firstError, partial: lat.length + errors < count };
+}
+
+/** `conns` concurrent connections, each `reqs` sequential tiny requests. */
+async function concurrency({ socks, target, conns, reqs, deadlineMs }) {
+  const deadline = nowMs() + deadlineMs;
+  const lat = [];
+  const openLat = [];
+  let errors = 0;
+  let firstError;
+  let done = 0;
+  const t0 = nowMs();
+  await Promise.all(Array.from({ length: conns }, async () => {
+    let e;
+    try {
+      const s = nowMs();
+      const { sock } = await openStream(socks, target);
+      openLat.push(nowMs() - s);
+      e = new EchoStream(sock);
+      for (let r = 0; r < reqs && nowMs() < deadline; r++) {
+        const q = nowMs();
+        await e.request();
+        lat.push(nowMs() - q);
+        done++;
+      }
+    } catch (err) {
+      errors++;
+      firstError ??= String(err.message || err);
+    } finally {
+      e?.close();
+    }
+  }));
+  const ms = nowMs() - t0;
+  return { ms, requests: done, reqPerSec: (done / ms) * 1000, request: pct(lat), open: pct(openLat), errors, firstError, partial: done < conns * reqs };
+}
+
+/**
+ * Open `count` streams (at most `inflight` opening at once), each answering one tiny
+ * request, hold them all; `hold()` is awaited while held (the parent samples memory);
+ * then one more request on every stream, concurrently, proves they are all alive.
+ */
+async function idleStreams({ socks, target, count, inflight = 64, deadlineMs }, hold) {
+  const deadline = nowMs() + deadlineMs;
+  const streams = [];
+  let errors = 0;
+  let firstError;
+  const t0 = nowMs();
+  await pool(count, inflight, deadline, async () => {
+    try {
+      const { sock } = await openStream(socks, target);
+      const e = new EchoStream(sock);
+      await e.request(OP_TIMEOUT_MS, 'H');
+      streams.push(e);
+    } catch (err) {
+      errors++;
+      firstError ??= String(err.message || err);
+    }
+  });
+  const openMs = nowMs() - t0;
+  await hold({ open: streams.length });
+  const t1 = nowMs();
+  let alive = 0;
+  await Promise.all(streams.map((e) => e.request().then(() => { alive++; }, () => {})));
+  const pingAllMs = nowMs() - t1;
+  for (const e of streams) e.close();
+  return { requested: count, open: streams.length, openMs, opensPerSec: (streams.length / openMs) * 1000, alive, pingAllMs, errors, firstError, partial: streams.length + errors < count };
+}
+
+/** Tiny requests for fairness: `persistent` on one connection, then `fresh` new connections, one request each. */
+async function tinyLatency({ socks, target, persistent, fresh, deadlineMs }) {
+  const deadline = nowMs() + deadlineMs;
+  const lat = [];
+  const freshLat = [];
+  let errors = 0;
+  let firstError;
+  try {
+    const { sock } = await openStream(socks, target);
+    const e = new EchoStream(sock);
+    for (let i = 0; i < persistent && nowMs() < deadline; i++) {
+      const s = nowMs();
+      await e.request();
+      lat.push(nowMs() - s);
+    }
+    e.close();
+  } catch (err) {
+    errors++;
+    firstError ??= String(err.message || err);
+  }
+  for (let i = 0; i < fresh && nowMs() < deadline; i++) {
+    const s = nowMs();
+    try {
+      const { sock } = await openStream(socks, target);
+      const e = new EchoStream(sock);
+      await e.request();
+      freshLat.push(nowMs() - s);
+      e.close();
+    } catch (err) {
+      errors++;
+      firstError ??= String(err.message || err);
+    }
+  }
+  return { persistent: pct(lat), fresh: pct(freshLat), errors, firstError, partial: lat.length < persistent || freshLat.length < fresh };
+}
+
+/** One long download until stop() is awaited: bytes and MiB/s while it ran. */
+async function bulkUntilStopped({ socks, target }, hold) {
+  const { sock } = await openStream(socks, target);
+  let got = 0;
+  let closed = false;
+  sock.on('data', (c) => { got += c.length; });
+  sock.once('close', () => { closed = true; });
+  sock.resume();
+  const t0 = nowMs();
+  sock.write(`G ${1024 ** 4}\n`);
+  await hold({ started: true });
+  const ms = nowMs() - t0;
+  sock.destroy();
+  return { bytes: got, ms, MiBps: got / 1048576 / (ms / 1000), closedEarly: closed };
+}
+
+/** `count` sequential new connections, curl-like SOCKS (greeting, then CONNECT), timing each step. */
+async function wanTimings({ socks, target, count, gapMs = 20, deadlineMs }) {
+  const deadline = nowMs() + deadlineMs;
+  const greeting = [];
+  const success = [];
+  const firstByte = [];
+  let errors = 0;
+  let firstError;
+  for (let i = 0; i < count && nowMs() < deadline; i++) {
+    const s = nowMs();
+    try {
+      const { sock, t } = await openStream(socks, target);
+      const fb = await new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('no first byte')), OP_TIMEOUT_MS);
+        sock.once('data', () => { clearTimeout(timer); resolve(nowMs() - s); });
+        sock.once('close', () => reject(new Error('closed before first byte')));
+        sock.resume();
+        sock.write(Buffer.concat([Buffer.from('E\n'), TINY_BUF]));
+      });
+      greeting.push(t.greeting);
+      success.push(t.success);
+      firstByte.push(fb);
+      sock.destroy();
+    } catch (err) {
+      errors++;
+      firstError ??= String(err.message || err);
+    }
+    await new Promise((r) => setTimeout(r, gapMs));
+  }
+  return { greeting: pct(greeting), success: pct(success), firstByte: pct(firstByte), greetingMedian: median(greeting), errors, firstError, partial: firstByte.length < count };
+}
+
+module.exports = { openStream, EchoStream, bulkDownload, bulkUpload, connSetup, concurrency, idleStreams, tinyLatency, bulkUntilStopped, wanTimings, pct, TINY };

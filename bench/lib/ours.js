@@ -1,0 +1,103 @@
+'use strict';
+/**
+ * "Ours": `broker serve` + `broker-agent expose` + `broker-agent join`, the real
+ * CLIs as users run them (their stdout/stderr go to log files in the temp dir).
+ */
+const fs = require('node:fs');
+const path = require('node:path');
+const procs = require('./procs');
+const { sleep } = require('./util');
+const { probe } = require('./openssh');
+
+const ROOT = path.resolve(__dirname, '..', '..');
+/** The code under test: run.js snapshots bin/ + dist/ into BENCH_CODE_DIR so a rebuild mid-run changes nothing. */
+const codeDir = () => process.env.BENCH_CODE_DIR || ROOT;
+const brokerBin = () => path.join(codeDir(), 'bin', 'broker');
+const agentBin = () => path.join(codeDir(), 'bin', 'broker-agent');
+
+/** Poll a file of JSON lines until one matches pred. */
+async function waitForFileJson(file, pred, timeoutMs, what, child) {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    let text = '';
+    try { text = fs.readFileSync(file, 'utf8'); } catch { /* not yet */ }
+    for (const line of text.split('\n')) {
+      let obj;
+      try { obj = JSON.parse(line); } catch { continue; }
+      if (pred(obj)) return obj;
+    }
+    if (child && (child.exitCode !== null || child.signalCode !== null)) {
+      throw new Error(`${what} exited (${child.exitCode ?? child.signalCode}) before it was ready; see ${file} and ${file.replace(/\.out$/, '.err')}`);
+    }
+    if (Date.now() > until) throw new Error(`${what}: not ready within ${timeoutMs} ms; see ${file}`);
+    await sleep(50);
+  }
+}
+
+function spawnLogged(cmd, args, dir, name, nodeArgs = [], env = {}) {
+  const out = path.join(dir, `${name}.out`);
+  const err = path.join(dir, `${name}.err`);
+  const o = fs.openSync(out, 'a');
+  const e = fs.openSync(err, 'a');
+  const { spawn } = require('node:child_process');
+  const child = spawn(process.execPath, [...nodeArgs, cmd, ...args], { stdio: ['ignore', o, e], env: { ...process.env, NO_COLOR: '1', ...env } });
+  fs.closeSync(o);
+  fs.closeSync(e);
+  procs.track(child, name);
+  return { child, out, err };
+}
+
+/** Start a broker; returns { child, address, fingerprint }. */
+async function startBroker(dir, { name = 'broker', logLevel = 'info', nodeArgs = [], env = {} } = {}) {
+  fs.mkdirSync(dir, { recursive: true });
+  const b = spawnLogged(brokerBin(), ['serve', '--listen', '127.0.0.1:0', '--data-dir', path.join(dir, `${name}-data`), '--log-format', 'json', '--log-level', logLevel], dir, name, nodeArgs, env);
+  const l = await waitForFileJson(b.out, (o) => o.event === 'listening', 20_000, name, b.child);
+  return { child: b.child, address: l.ssh, fingerprint: l.fingerprint, port: Number(/:(\d+)$/.exec(l.ssh)[1]) };
+}
+
+function clientFlags(broker, dir, address) {
+  return ['--broker', address ?? broker.address, '--fingerprint', broker.fingerprint, '--known-brokers', path.join(dir, 'known_brokers'), '--json'];
+}
+
+/** Start `broker-agent expose`; resolves { child, code }. `address` overrides the broker address (relay). */
+async function startExpose(broker, dir, { name = 'expose', address, allow = ['127.0.0.1'], nodeArgs = [] } = {}) {
+  const args = ['expose', ...clientFlags(broker, dir, address)];
+  for (const a of allow) args.push('--allow', a);
+  const x = spawnLogged(agentBin(), args, dir, name, nodeArgs);
+  const ev = await waitForFileJson(x.out, (o) => o.event === 'session' && typeof o.code === 'string', 30_000, name, x.child);
+  return { child: x.child, code: ev.code };
+}
+
+/** Start `broker-agent join CODE`; resolves { child, socks: {host, port} }. */
+async function startJoin(broker, dir, code, { name = 'join', address, nodeArgs = [] } = {}) {
+  const args = ['join', code, ...clientFlags(broker, dir, address), '--socks', '127.0.0.1:0', '--http', 'off'];
+  const j = spawnLogged(agentBin(), args, dir, name, nodeArgs);
+  const ev = await waitForFileJson(j.out, (o) => o.event === 'ready', 30_000, name, j.child);
+  const m = /^(.*):(\d+)$/.exec(ev.socks);
+  return { child: j.child, socks: { host: m[1], port: Number(m[2]) } };
+}
+
+/** A whole chain: broker (given or new) + one expose + `helpers` joins. */
+async function startChain(dir, target, { broker, helpers = 1, helperAddress, deviceAddress, tag = '', nodeArgs = () => [] } = {}) {
+  const ownBroker = !broker;
+  if (!broker) broker = await startBroker(dir, { name: `broker${tag}`, nodeArgs: nodeArgs('broker') });
+  const expose = await startExpose(broker, dir, { name: `expose${tag}`, address: deviceAddress, nodeArgs: nodeArgs('agent') });
+  const joins = [];
+  for (let i = 0; i < helpers; i++) joins.push(await startJoin(broker, dir, expose.code, { name: `join${tag}-${i}`, address: helperAddress, nodeArgs: nodeArgs(`helper${i}`) }));
+  for (const j of joins) await probe(j.socks, target);
+  return {
+    name: 'ours',
+    socks: joins[0].socks,
+    socksB: joins[1] && joins[1].socks,
+    broker,
+    pids: () => [broker.child.pid, expose.child.pid, ...joins.map((j) => j.child.pid)],
+    roles: () => ({ broker: broker.child.pid, agent: expose.child.pid, helper: joins[0].child.pid }),
+    close: async () => {
+      // generous grace: with --cpu-prof the profile is written on the way out
+      await Promise.all([...joins.map((j) => j.child), expose.child].map((c) => procs.stop(c, 5000)));
+      if (ownBroker) await procs.stop(broker.child, 5000);
+    },
+  };
+}
+
+module.exports = { startBroker, startExpose, startJoin, startChain, waitForFileJson, ROOT };

@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+'use strict';
+/**
+ * Summarise a V8 .cpuprofile (from `npm run bench -- --cpu-prof`): top functions
+ * by self time, and self time grouped by package/file.
+ * Usage: node bench/lib/profile-summary.js FILE.cpuprofile [TOP=25]
+ */
+const fs = require('node:fs');
+const path = require('node:path');
+
+function summarise(file, top = 25) {
+  const prof = JSON.parse(fs.readFileSync(file, 'utf8'));
+  const byId = new Map(prof.nodes.map((n) => [n.id, n]));
+  const self = new Map();
+  const dt = prof.timeDeltas || [];
+  for (let i = 0; i < prof.samples.length; i++) {
+    const id = prof.samples[i];
+    self.set(id, (self.get(id) || 0) + (dt[i] || 0));
+  }
+  const all = [...self.values()].reduce((a, b) => a + b, 0) || 1;
+  let idle = 0;
+  for (const [id, us] of self) if (byId.get(id).callFrame.functionName === '(idle)') idle += us;
+  // percentages are of the busy (non-idle) time
+  const total = all - idle || 1;
+  const fnTime = new Map();
+  const fileTime = new Map();
+  for (const [id, us] of self) {
+    const n = byId.get(id);
+    const cf = n.callFrame;
+    if (cf.functionName === '(idle)') continue;
+    const url = cf.url || '';
+    const where = url ? `${shorten(url)}:${cf.lineNumber + 1}` : '';
+    const key = `${cf.functionName || '(anonymous)'} ${where}`.trim();
+    fnTime.set(key, (fnTime.get(key) || 0) + us);
+    const group = url ? groupOf(url) : cf.functionName.startsWith('(') ? cf.functionName : '(native)';
+    fileTime.set(group, (fileTime.get(group) || 0) + us);
+  }
+  const lines = [`${path.basename(file)}: ${(all / 1000).toFixed(0)} ms sampled, ${(total / 1000).toFixed(0)} ms busy (percentages below are of busy time)`];
+  lines.push('  top functions by self time:');
+  for (const [k, us] of [...fnTime].sort((a, b) => b[1] - a[1]).slice(0, top)) lines.push(`    ${((100 * us) / total).toFixed(1).padStart(5)}%  ${k}`);
+  lines.push('  self time by module:');
+  for (const [k, us] of [...fileTime].sort((a, b) => b[1] - a[1]).slice(0, 12)) lines.push(`    ${((100 * us) / total).toFixed(1).padStart(5)}%  ${k}`);
+  return lines.join('\n');
+}
+
+function shorten(url) {
+  return url.replace(/^file:\/\//, '').replace(/^.*node_modules\//, '~/').replace(/^.*\/dist\//, 'dist/');
+}
+
+function groupOf(url) {
+  const u = url.replace(/^file:\/\//, '');
+  const m = /node_modules\/((?:@[^/]+\/)?[^/]+)\/(.*)$/.exec(u);
+  if (m) return `${m[1]}/${m[2]}`;
+  if (u.startsWith('node:')) return u;
+  return shorten(u);
+}
+
+if (require.main === module) {
+  const [file, top] = process.argv.slice(2);
+  if (!file) { process.stderr.write('usage: node bench/lib/profile-summary.js FILE.cpuprofile [TOP]\n'); process.exit(2); }
+  process.stdout.write(`${summarise(file, Number(top) || 25)}\n`);
+}
+
+module.exports = { summarise };
