@@ -11,6 +11,7 @@ import { POOL_SIZE } from '../protocol/constants';
 import { encodeGreeting, encodeRequest, parseMethodSelection, parseReply, SocksMethod } from '../protocol/socks5';
 import { encodeUserPass, helperLabel, parseAuthStatus } from '../protocol/socks-auth';
 import { ChannelPool } from '../transport/channel-pool';
+import { capReceiveWindow } from '../transport/stream-window';
 import { readMessage } from '../protocol/socks-stream';
 import { formatTarget, type Target } from '../protocol/target';
 import { readRemainder } from '../transport/relay';
@@ -77,8 +78,10 @@ export class AgentLink {
     if (!binding || this.closed) return Promise.reject(new BrokerError('BRK_AGENT_OFFLINE', 'the device is not connected (its tunnel is down)'));
     return new Promise<ServerChannel>((resolve, reject) => {
       this.conn.forwardOut(binding.addr, binding.port, originAddr, originPort, (err, ch) => {
-        if (err) reject(new BrokerError('BRK_AGENT_OFFLINE', `the device refused a tunnel stream: ${describeError(err)}`, { cause: err }));
-        else resolve(ch);
+        if (err) return reject(new BrokerError('BRK_AGENT_OFFLINE', `the device refused a tunnel stream: ${describeError(err)}`, { cause: err }));
+        // Downloads flow device → broker: keep one stream from filling this connection's buffers.
+        capReceiveWindow(ch);
+        resolve(ch);
       });
     });
   }
