@@ -21,12 +21,15 @@ import { handleAgent } from './agent-connection';
 import { createAuthenticator } from './auth';
 import { handleHelper } from './helper-connection';
 import { MemoryJoinRateLimiter, type JoinRateLimiter } from './join-limiter';
+import { BrokerMetrics } from './metrics';
 import { MemorySessionRegistry, Session, type SessionRegistry } from './sessions';
 
 export interface BrokerOptions {
   /** Listen address; port 0 picks a free port (read it back with `address()`). */
   host?: string;
   port?: number;
+  /** Serve Prometheus metrics at http://HOST:PORT/metrics (off when absent). */
+  metrics?: { host: string; port: number };
   /** Directory for the persistent host key (created on first start). */
   dataDir: string;
   /** Address printed in helper commands; default: the address each agent connected to. */
@@ -52,7 +55,10 @@ export interface BrokerEvents {
 
 export class Broker extends EventEmitter<BrokerEvents> {
   readonly fingerprint: string;
-  private readonly opts: Required<Omit<BrokerOptions, 'publicAddress' | 'registry' | 'limiter' | 'log'>> & Pick<BrokerOptions, 'publicAddress'>;
+  private readonly opts: Required<Omit<BrokerOptions, 'publicAddress' | 'registry' | 'limiter' | 'log' | 'metrics'>> & Pick<BrokerOptions, 'publicAddress' | 'metrics'>;
+  /** Prometheus metrics (always counted; served only with the `metrics` option). */
+  readonly metrics: BrokerMetrics;
+  private metricsAddress: { host: string; port: number } | undefined;
   private readonly log: Logger;
   readonly registry: SessionRegistry;
   private readonly limiter: JoinRateLimiter;
@@ -74,6 +80,10 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.log = options.log ?? silentLogger;
     this.registry = options.registry ?? new MemorySessionRegistry();
     this.limiter = options.limiter ?? new MemoryJoinRateLimiter();
+    this.metrics = new BrokerMetrics(
+      () => this.registry.size,
+      () => [...this.registry.all()].reduce((n, s) => n + s.helpers.size, 0),
+    );
     const hostKey = loadOrCreateHostKey(this.opts.dataDir);
     this.fingerprint = hostKey.fingerprint;
     this.ssh = new Server(
@@ -101,8 +111,14 @@ export class Broker extends EventEmitter<BrokerEvents> {
         resolve();
       });
     });
+    if (this.opts.metrics) this.metricsAddress = await this.metrics.listen(this.opts.metrics.host, this.opts.metrics.port);
     this.sweeper = setInterval(() => this.sweep(), this.opts.checkIntervalMs);
     this.sweeper.unref();
+  }
+
+  /** Where `/metrics` is served, if it is. */
+  metricsAddr(): { host: string; port: number } | undefined {
+    return this.metricsAddress;
   }
 
   /** The bound SSH address. */
@@ -116,6 +132,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     if (this.closing) return;
     this.closing = true;
     if (this.sweeper) clearInterval(this.sweeper);
+    await this.metrics.close();
     for (const s of this.registry.all()) this.endSession(s, 'broker-shutdown', 'the broker is shutting down');
     await new Promise<void>((resolve) => {
       this.ssh.close(() => resolve());
@@ -138,6 +155,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
         s.agentKey = undefined;
         this.log.info('agent tunnel gone; deleting its key', { event: 'agent-key-deleted', session: s.redactedCode, fingerprint: key });
         this.emit('agent-key-deleted', s, key ?? '');
+        this.metrics.keysDeleted.inc();
         this.endSession(s, 'agent-gone', 'the device disconnected (its tunnel is gone)');
       } else if (s.expiresAt !== undefined && now >= s.expiresAt) {
         this.endSession(s, 'expired', 'the session reached its expiry time');
@@ -155,6 +173,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     s.agent.sendEvent({ event: 'session-ended', reason, message });
     setTimeout(() => s.agent.close(), 200).unref();
     this.log.info('session ended', { event: 'session-ended', session: s.redactedCode, reason, helpers: s.helpers.size, durationMs: Date.now() - s.createdAt });
+    this.metrics.sessionEnded(reason);
     this.emit('session-ended', s, reason);
   }
 
@@ -173,7 +192,10 @@ export class Broker extends EventEmitter<BrokerEvents> {
       registry: this.registry,
       limiter: this.limiter,
       ip,
-      onRefused: (err, user) => log.info('join refused', { event: 'join-refused', code: err.code, reason: err.message, user: user.slice(0, 4) + '…' }),
+      onRefused: (err, user) => {
+        this.metrics.joinRefused(err.code);
+        log.info('join refused', { event: 'join-refused', code: err.code, reason: err.message, user: user.slice(0, 4) + '…' });
+      },
     });
     conn.on('authentication', auth.onAuth);
     if (sock) {
@@ -213,7 +235,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       if (session.ended) return void conn.end();
       const info: HelperInfo = { id: this.nextHelperId++, fingerprint: p.fingerprint, address };
       const hlog = log.child(`session ${session.redactedCode} › helper#${info.id}`);
-      const link = handleHelper(conn, session, info, hlog);
+      const link = handleHelper(conn, session, info, hlog, this.metrics);
       hlog.info('helper joined', { event: 'helper-joined', session: session.redactedCode, helper: info.id, fingerprint: info.fingerprint, address });
       session.broadcast({ event: 'helper-joined', helper: info, helpers: session.helpers.size }, info.id);
       conn.once('close', () => {

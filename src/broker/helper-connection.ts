@@ -7,7 +7,7 @@
  * Plus the control channel (`describe` as JSON, any other command or a shell as text).
  */
 import type { Connection, ServerChannel } from 'ssh2';
-import { BrokerError, describeError, fromSocksReply, OpenFailure, toOpenFailure } from '../errors';
+import { BrokerError, describeError, fromSocksReply, OpenFailure, socksReplyMessage, toOpenFailure } from '../errors';
 import type { Logger } from '../log';
 import { DESCRIBE_COMMAND, Limits, PROTOCOL_VERSION, SOCKS_STREAM_PATH, Timeouts } from '../protocol/constants';
 import { sendEvent, type ControlEvent, type EndReason, type HelperInfo } from '../protocol/control';
@@ -18,11 +18,12 @@ import { makeTarget, type Target } from '../protocol/target';
 import { rejectChannel } from '../transport/open-failure';
 import { acceptTerminalRequests } from './agent-connection';
 import { auditRefused, openRoute, runRoute } from './router';
+import type { BrokerMetrics } from './metrics';
 import type { HelperLink, Session } from './sessions';
 import { crlf, eventText } from './text';
 
 /** Wire up an authenticated helper connection; returns its link (already registered in the session). */
-export function handleHelper(conn: Connection, session: Session, info: HelperInfo, log: Logger): HelperLink {
+export function handleHelper(conn: Connection, session: Session, info: HelperInfo, log: Logger, metrics?: BrokerMetrics): HelperLink {
   const sinks = new Set<(ev: ControlEvent) => void>();
   let ending = false;
   const link: HelperLink = {
@@ -101,6 +102,7 @@ export function handleHelper(conn: Connection, session: Session, info: HelperInf
       return rejectChannel(conn, reject, toOpenFailure(e.code ?? 'BRK_BAD_TARGET'), `${e.code}: ${e.message}`);
     }
     void openRoute(session, link, target).then((out) => {
+      metrics?.streamOpened('direct-tcpip', socksReplyMessage(out.rep), out.openSeconds);
       if (out.rep !== 0 || !out.stream) {
         auditRefused(log, session, link, target, out.rep, out.reason, 'direct-tcpip');
         const code = fromSocksReply(out.rep);
@@ -109,7 +111,7 @@ export function handleHelper(conn: Connection, session: Session, info: HelperInf
       const ch = accept();
       if (!ch) { out.stream.channel.destroy(); return; }
       track(ch);
-      void runRoute(session, link, target, ch, out.stream.channel, log, 'direct-tcpip');
+      void runRoute(session, link, target, ch, out.stream.channel, log, 'direct-tcpip', metrics);
     });
   });
 
@@ -141,13 +143,14 @@ export function handleHelper(conn: Connection, session: Session, info: HelperInf
     }
     const target = request.target;
     const out = await openRoute(session, link, target);
+    metrics?.streamOpened('socks', socksReplyMessage(out.rep), out.openSeconds);
     if (out.rep !== 0 || !out.stream) {
       auditRefused(log, session, link, target, out.rep, out.reason, 'socks');
       ch.end(Buffer.concat([encodeReply(out.rep), Buffer.from(`${out.reason}\n`)]));
       return;
     }
     ch.write(encodeReply(0, out.stream.bound));
-    await runRoute(session, link, target, ch, out.stream.channel, log, 'socks');
+    await runRoute(session, link, target, ch, out.stream.channel, log, 'socks', metrics);
   };
 
   conn.on('request', (_accept, reject) => reject?.());

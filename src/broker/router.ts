@@ -9,6 +9,7 @@ import type { Logger } from '../log';
 import { formatTarget, type Target } from '../protocol/target';
 import { relay } from '../transport/relay';
 import type { AgentStream } from './agent-link';
+import type { BrokerMetrics } from './metrics';
 import type { HelperLink, Session } from './sessions';
 
 export interface RouteOutcome {
@@ -16,19 +17,23 @@ export interface RouteOutcome {
   rep: number;
   reason: string;
   stream?: AgentStream;
+  /** Time from the request to the device's answer. */
+  openSeconds: number;
 }
 
 /** Check the descriptor, then ask the device to connect. Never throws: failures come back as a reply code. */
 export async function openRoute(session: Session, helper: HelperLink, target: Target): Promise<RouteOutcome> {
+  const started = performance.now();
+  const seconds = () => (performance.now() - started) / 1000;
   const decision = session.policy.checkRequest(target);
-  if (!decision.allowed) return { rep: 0x02, reason: decision.reason };
-  if (session.ended) return { rep: 0x03, reason: 'the session has ended' };
+  if (!decision.allowed) return { rep: 0x02, reason: decision.reason, openSeconds: seconds() };
+  if (session.ended) return { rep: 0x03, reason: 'the session has ended', openSeconds: seconds() };
   try {
     const stream = await session.agent.openStream(target, { helperId: helper.info.id, address: helper.info.address.replace(/:\d+$/, '') });
-    return { rep: stream.rep, reason: stream.reason, stream };
+    return { rep: stream.rep, reason: stream.reason, stream, openSeconds: seconds() };
   } catch (err) {
     const e = err instanceof BrokerError ? err : new BrokerError('BRK_INTERNAL', describeError(err));
-    return { rep: e.socksReply, reason: e.message };
+    return { rep: e.socksReply, reason: e.message, openSeconds: seconds() };
   }
 }
 
@@ -41,12 +46,14 @@ export async function runRoute(
   deviceSide: Duplex,
   log: Logger,
   via: string,
+  metrics?: BrokerMetrics,
 ): Promise<void> {
   session.streams.add(helperSide);
   session.streams.add(deviceSide);
   const r = await relay(helperSide, deviceSide);
   session.streams.delete(helperSide);
   session.streams.delete(deviceSide);
+  metrics?.streamClosed(r.aToB, r.bToA);
   log.info('stream closed', {
     event: 'stream', session: session.redactedCode, helper: helper.info.id, via,
     dest: formatTarget(target), outcome: 'succeeded', sent: r.aToB, received: r.bToA, durationMs: r.durationMs,

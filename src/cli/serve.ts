@@ -10,6 +10,7 @@ export interface ServeArgs {
   listen: string;
   'data-dir'?: string;
   'public-address'?: string;
+  metrics?: string;
   'check-interval': string;
   'log-format': LogFormat;
   'log-level': LogLevel;
@@ -20,6 +21,7 @@ export const serveOptions = {
   'data-dir': { type: 'string', describe: 'where the host key lives (default $XDG_DATA_HOME/remote-assist-broker)' },
   'public-address': { type: 'string', describe: 'HOST:PORT printed in helper commands (default: the address each device connected to)' },
   'check-interval': { type: 'string', default: process.env.BROKER_CHECK_INTERVAL ?? '5s', describe: 'how often every device tunnel is checked' },
+  metrics: { type: 'string', default: process.env.BROKER_METRICS, describe: 'serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9222; off by default)' },
   'log-format': { choices: ['json', 'pretty'] as const, default: 'pretty' as const, describe: 'log format; json prints a `listening` object first' },
   'log-level': { choices: ['error', 'warn', 'info', 'debug'] as const, default: 'info' as const },
 } as const;
@@ -33,14 +35,17 @@ export async function runServe(args: ServeArgs): Promise<void> {
       host: listen.host, port: listen.port,
       dataDir: args['data-dir'] ?? defaultDataDir(),
       publicAddress: args['public-address'],
+      metrics: args.metrics ? listenOption('metrics', args.metrics, '127.0.0.1') : undefined,
       checkIntervalMs: durationOption('check-interval', args['check-interval']),
       log,
     });
     await broker.start();
     const a = broker.address();
     const ssh = formatHostPort(a.host, a.port);
-    if (json) process.stdout.write(`${JSON.stringify({ event: 'listening', ssh, fingerprint: broker.fingerprint })}\n`);
-    else process.stdout.write(`broker listening on ${ssh}\nhost key fingerprint ${broker.fingerprint}\n`);
+    const m = broker.metricsAddr();
+    const metrics = m ? formatHostPort(m.host, m.port) : undefined;
+    if (json) process.stdout.write(`${JSON.stringify({ event: 'listening', ssh, fingerprint: broker.fingerprint, metrics })}\n`);
+    else process.stdout.write(`broker listening on ${ssh}\nhost key fingerprint ${broker.fingerprint}\n${metrics ? `metrics on http://${metrics}/metrics\n` : ''}`);
     const stop = (signal: string) => {
       log.info('shutting down', { signal });
       void broker.close().then(() => process.exit(0));
