@@ -1,0 +1,138 @@
+/**
+ * The device must not trust the broker: a fake broker (a raw ssh2 server) that
+ * accepts the agent's expose request and then asks, through the reverse tunnel,
+ * for destinations the device's own policy forbids gets SOCKS 0x02 from the
+ * agent, which never dials them. Allowed destinations still work, and malformed
+ * SOCKS bytes from the broker are answered and closed.
+ */
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import fs from 'node:fs';
+import { Server, utils, type Connection, type ServerChannel } from 'ssh2';
+import { Agent } from '../../src/agent/agent';
+import { makeDescriptor } from '../../src/protocol/descriptor';
+import { encodeGreeting, encodeRequest } from '../../src/protocol/socks5';
+import { makeTarget } from '../../src/protocol/target';
+
+interface FakeBroker {
+  port: number;
+  conn: Promise<Connection>;
+  binding: Promise<{ addr: string; port: number }>;
+  close(): Promise<void>;
+}
+
+/** A broker that creates a session for anyone and then misbehaves on demand. */
+async function startFakeBroker(): Promise<FakeBroker> {
+  const hostKey = utils.generateKeyPairSync('ed25519').private;
+  let resolveConn!: (c: Connection) => void;
+  let resolveBinding!: (b: { addr: string; port: number }) => void;
+  const conn = new Promise<Connection>((r) => { resolveConn = r; });
+  const binding = new Promise<{ addr: string; port: number }>((r) => { resolveBinding = r; });
+  const server = new Server({ hostKeys: [hostKey] }, (c) => {
+    c.on('authentication', (ctx) => ctx.accept());
+    c.on('error', () => {});
+    c.on('ready', () => {
+      resolveConn(c);
+      c.on('request', (accept, _reject, name, info) => {
+        if (name === 'tcpip-forward') {
+          const i = info as { bindAddr: string };
+          accept?.(40000);
+          resolveBinding({ addr: i.bindAddr, port: 40000 });
+        } else accept?.();
+      });
+      c.on('session', (accept) => {
+        const s = accept();
+        s.on('exec', (acc) => {
+          const ch = acc();
+          ch.once('data', () => ch.write(`${JSON.stringify({ event: 'session', code: 'aaaaaaa-bbbbbbb-ccccccc', broker: 'x:1', fingerprint: 'SHA256:x', helperCommand: 'x' })}\n`));
+        });
+      });
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    port, conn, binding,
+    close: () => new Promise<void>((r) => {
+      void conn.then((c) => c.end());
+      server.close(() => r());
+    }),
+  };
+}
+
+/** Ask the agent, as the broker would, for `host:port`; returns the SOCKS reply byte (or -1 if closed without one). */
+async function askAgent(conn: Connection, bind: { addr: string; port: number }, bytes: Buffer): Promise<{ rep: number; text: string }> {
+  const ch = await new Promise<ServerChannel>((resolve, reject) => {
+    conn.forwardOut(bind.addr, bind.port, '127.0.0.1', 1, (err, c) => (err ? reject(err) : resolve(c)));
+  });
+  ch.write(bytes);
+  const data = await new Promise<Buffer>((resolve) => {
+    const chunks: Buffer[] = [];
+    ch.on('data', (c: Buffer) => chunks.push(c));
+    ch.once('end', () => { resolve(Buffer.concat(chunks)); ch.destroy(); });
+    ch.once('close', () => resolve(Buffer.concat(chunks)));
+    setTimeout(() => { ch.destroy(); resolve(Buffer.concat(chunks)); }, 5000).unref();
+  });
+  // Method selection (2 bytes) then the reply (10 bytes for IPv4), then the reason text.
+  return { rep: data.length >= 4 ? data[3]! : -1, text: data.subarray(12).toString() };
+}
+
+describe('an agent facing a hostile broker', () => {
+  let broker: FakeBroker;
+  let agent: Agent;
+  let target: net.Server;
+  let targetPort: number;
+  const dialled: string[] = [];
+  let kbDir: string;
+
+  beforeAll(async () => {
+    target = net.createServer((s) => { dialled.push(`${s.localAddress}:${s.localPort}`); s.end('hello from the device network'); });
+    await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
+    targetPort = (target.address() as net.AddressInfo).port;
+    broker = await startFakeBroker();
+    kbDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rab-hb-'));
+    agent = new Agent({
+      broker: `127.0.0.1:${broker.port}`,
+      descriptor: makeDescriptor({ allow: [`127.0.0.1:${targetPort}`] }),
+      knownBrokersFile: path.join(kbDir, 'known_brokers'),
+    });
+    await agent.start();
+  }, 30_000);
+
+  afterAll(async () => {
+    agent.close();
+    await broker.close();
+    target.close();
+    fs.rmSync(kbDir, { recursive: true, force: true });
+  });
+
+  test.each([
+    ['loopback on another port', '127.0.0.1', 22],
+    ['loopback on another address', '127.0.0.2', 80],
+    ['IPv6 loopback', '::1', 22],
+    ['loopback spelled as a number', '2130706433', 22],
+    ['localhost by name', 'localhost', 22],
+  ])('refuses %s with 0x02 and never dials it', async (_what, host, port) => {
+    const before = dialled.length;
+    const r = await askAgent(await broker.conn, await broker.binding, Buffer.concat([encodeGreeting(), encodeRequest(makeTarget(host, port))]));
+    expect(r.rep).toBe(0x02);
+    expect(r.text).toMatch(/not|loopback|allow|denied/i);
+    expect(dialled.length).toBe(before);
+  });
+
+  test('still serves what its own policy allows', async () => {
+    const r = await askAgent(await broker.conn, await broker.binding, Buffer.concat([encodeGreeting(), encodeRequest(makeTarget('127.0.0.1', targetPort))]));
+    expect(r.rep).toBe(0x00);
+    expect(dialled.length).toBeGreaterThan(0);
+  });
+
+  test('malformed SOCKS bytes from the broker get a reply or a close, and the agent keeps working', async () => {
+    const conn = await broker.conn;
+    const bind = await broker.binding;
+    const bad = await askAgent(conn, bind, Buffer.from([5, 1, 0, 5, 1, 0, 9, 1, 2, 3, 4, 0, 80])); // unknown address type
+    expect([0x08, -1]).toContain(bad.rep);
+    const ok = await askAgent(conn, bind, Buffer.concat([encodeGreeting(), encodeRequest(makeTarget('127.0.0.1', targetPort))]));
+    expect(ok.rep).toBe(0x00);
+  });
+});
