@@ -420,4 +420,51 @@ async function wanTimings({ socks, target, count, gapMs = 20, deadlineMs }) {
   return { greeting: pct(greeting), success: pct(success), firstByte: pct(firstByte), greetingMedian: median(greeting), errors, firstError, partial: firstByte.length < count };
 }
 
-module.exports = { openStream, EchoStream, bulkDownload, bulkUpload, connSetup, concurrency, idleStreams, tinyLatency, bulkUntilStopped, wanTimings, pct, TINY };
+/**
+ * `count` small keep-alive HTTP GETs, one at a time over one reused connection, to an
+ * HTTP server started in this worker: `mode` 'http' through an HTTP proxy
+ * (absolute-form requests), 'socks' through one SOCKS stream, 'direct' straight.
+ * Returns requests/s and latency percentiles, and how many TCP connections the
+ * target saw (1 means keep-alive held end to end).
+ */
+async function httpKeepAlive({ mode, proxy, count, deadlineMs }) {
+  const http = require('node:http');
+  let upstreamConns = 0;
+  const server = http.createServer({ keepAlive: true }, (req, res) => res.end('ok\n'));
+  server.on('connection', () => { upstreamConns++; });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const target = { host: '127.0.0.1', port: server.address().port };
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  if (mode === 'socks') {
+    agent.createConnection = (_opts, cb) => {
+      openStream(proxy, target).then(({ sock }) => { sock.resume(); cb(null, sock); }, cb);
+      return undefined;
+    };
+  }
+  const get = () => new Promise((resolve, reject) => {
+    const t0 = nowMs();
+    const via = mode === 'http' ? { host: proxy.host, port: proxy.port, path: `http://${target.host}:${target.port}/x` } : { host: target.host, port: target.port, path: '/x' };
+    const req = http.request({ ...via, agent, headers: { host: `${target.host}:${target.port}` } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(nowMs() - t0));
+    });
+    req.setTimeout(OP_TIMEOUT_MS, () => req.destroy(new Error('request timed out')));
+    req.on('error', reject);
+    req.end();
+  });
+  const deadline = nowMs() + deadlineMs;
+  const lat = [];
+  let errors = 0;
+  let firstError;
+  await get().catch(() => {}); // warm-up: opens the connection
+  const t0 = nowMs();
+  while (lat.length + errors < count && nowMs() < deadline) {
+    try { lat.push(await get()); } catch (err) { errors++; firstError ??= String(err.message); }
+  }
+  const secs = (nowMs() - t0) / 1000;
+  agent.destroy();
+  server.close();
+  return { ...pct(lat), reqPerSec: lat.length / secs, errors, firstError, upstreamConns, partial: lat.length + errors < count };
+}
+
+module.exports = { openStream, EchoStream, bulkDownload, bulkUpload, connSetup, concurrency, idleStreams, tinyLatency, bulkUntilStopped, wanTimings, httpKeepAlive, pct, TINY };

@@ -68,13 +68,13 @@ async function startExpose(broker, dir, { name = 'expose', address, allow = ['12
   return { child: x.child, code: ev.code };
 }
 
-/** Start `broker-agent join CODE`; resolves { child, socks: {host, port} }. */
-async function startJoin(broker, dir, code, { name = 'join', address, nodeArgs = [] } = {}) {
-  const args = ['join', code, ...clientFlags(broker, dir, address), '--socks', '127.0.0.1:0', '--http', 'off'];
+/** Start `broker-agent join CODE`; resolves { child, socks: {host, port}, http?: {host, port} }. */
+async function startJoin(broker, dir, code, { name = 'join', address, nodeArgs = [], http = false } = {}) {
+  const args = ['join', code, ...clientFlags(broker, dir, address), '--socks', '127.0.0.1:0', '--http', http ? '127.0.0.1:0' : 'off'];
   const j = spawnLogged(agentBin(), args, dir, name, nodeArgs);
   const ev = await waitForFileJson(j.out, (o) => o.event === 'ready', 30_000, name, j.child);
-  const m = /^(.*):(\d+)$/.exec(ev.socks);
-  return { child: j.child, socks: { host: m[1], port: Number(m[2]) } };
+  const hp = (text) => { const m = /^(.*):(\d+)$/.exec(text); return { host: m[1], port: Number(m[2]) }; };
+  return { child: j.child, socks: hp(ev.socks), http: ev.http ? hp(ev.http) : undefined };
 }
 
 /** A whole chain: broker (given or new) + one expose + `helpers` joins. */

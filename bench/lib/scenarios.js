@@ -438,5 +438,47 @@ function fmtBytes(n) {
   return `${Math.round(n / MiB)} MiB`;
 }
 
-const SCENARIOS = { bulk, connections, concurrency, fairness, memory, wan };
+/**
+ * Issue 3's figure: small keep-alive HTTP requests through the helper's HTTP proxy
+ * front-end vs through its SOCKS front-end (one connection each, reused), and
+ * straight to the target as the baseline. Ours only: OpenSSH has no HTTP proxy.
+ */
+async function httpfront(ctx, res) {
+  const { sizes } = ctx;
+  const budget = new Budget(sizes.budgetS.httpfront);
+  const dir = path.join(ctx.dir, 'httpfront');
+  const broker = await ours.startBroker(dir, { name: 'broker-http' });
+  const expose = await ours.startExpose(broker, dir, { name: 'expose-http' });
+  const join = await ours.startJoin(broker, dir, expose.code, { name: 'join-http', http: true });
+  const count = sizes.httpRequests;
+  res.note(`${count} sequential keep-alive GETs (2-byte body) per run, one reused client connection; target is an HTTP server in the client process`);
+  try {
+    for (let rep = 0; rep < sizes.repeats.httpfront; rep++) {
+      for (const [mode, variant, proxy] of rotated([['http', 'ours', join.http], ['socks', 'ours', join.socks], ['direct', 'direct', undefined]], rep)) {
+        if (!budget.ok()) { res.partial('budget exhausted'); return; }
+        ctx.log(`httpfront: ${count} keep-alive requests via ${mode} (run ${rep + 1}/${sizes.repeats.httpfront})`);
+        try {
+          const r = await runJob('httpKeepAlive', { mode, proxy, count, deadlineMs: budget.jobMs(sizes.jobCapMs) }, { hardTimeoutMs: sizes.jobCapMs + 60_000 });
+          if (r.errors) res.error(`${mode}: ${r.errors} failed requests (first: ${r.firstError})`);
+          if (r.partial) res.partial(`${mode}: ${r.n}/${count} requests before the deadline`);
+          const label = mode === 'direct' ? 'HTTP proxy' : mode === 'http' ? 'HTTP proxy' : 'SOCKS';
+          const rows = mode === 'direct' ? ['HTTP proxy', 'SOCKS'] : [label];
+          for (const l of rows) {
+            res.add(`keep-alive requests/s via ${l}`, 'req/s', 'higher', variant, r.reqPerSec);
+            res.add(`keep-alive request p50 via ${l}`, 'ms', 'lower', variant, r.p50);
+            res.add(`keep-alive request p99 via ${l}`, 'ms', 'lower', variant, r.p99);
+          }
+          if (mode !== 'direct') res.add(`target connections used via ${label}`, 'conns', 'lower', variant, r.upstreamConns);
+          res.raw({ mode, rep, ...r });
+        } catch (err) {
+          res.error(`${mode}: ${err.message}`);
+        }
+      }
+    }
+  } finally {
+    await Promise.all([join.child, expose.child, broker.child].map((c) => procs.stop(c, 3000)));
+  }
+}
+
+const SCENARIOS = { bulk, connections, concurrency, fairness, memory, wan, httpfront };
 module.exports = { SCENARIOS, measured, rotated, nowMs };

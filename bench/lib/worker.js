@@ -17,6 +17,7 @@ const jobs = {
   tinyLatency: client.tinyLatency,
   bulkUntilStopped: client.bulkUntilStopped,
   wanTimings: client.wanTimings,
+  httpKeepAlive: client.httpKeepAlive,
 };
 
 let releaseWaiter = null;
