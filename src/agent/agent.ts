@@ -9,7 +9,7 @@ import type { Client, ClientChannel } from 'ssh2';
 import { BrokerError, describeError } from '../errors';
 import { silentLogger, type Logger } from '../log';
 import { AGENT_FORWARD_ADDR, EXPOSE_COMMAND, EXPOSE_USER, PROTOCOL_VERSION, Timeouts } from '../protocol/constants';
-import { errorFromEvent, parseJsonLine, readLines, type ControlEvent } from '../protocol/control';
+import { readControlEvents, type ControlEvent } from '../protocol/control';
 import { descriptorPolicy, type Descriptor } from '../protocol/descriptor';
 import { formatTarget } from '../protocol/target';
 import type { Policy } from '../policy/policy';
@@ -79,33 +79,20 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.control = control;
     control.write(`${JSON.stringify({ type: 'expose', version: PROTOCOL_VERSION, descriptor: this.opts.descriptor })}\n`);
 
-    return new Promise((resolve, reject) => {
-      let first = true;
-      readLines(control, (line) => {
-        let ev: Record<string, unknown>;
-        try { ev = parseJsonLine(line, 'broker event'); } catch { return; }
-        if (first) {
-          first = false;
-          if (ev.event === 'session' && typeof ev.code === 'string') {
-            this.code = ev.code;
-            this.emit('event', ev as ControlEvent);
-            resolve(ev as Extract<ControlEvent, { event: 'session' }>);
-          } else {
-            const err = ev.event === 'error' ? errorFromEvent(ev) : new BrokerError('BRK_INTERNAL', 'unexpected first event from the broker');
-            this.close();
-            reject(err);
-          }
-          return;
-        }
-        this.emit('event', ev as ControlEvent);
-        if (ev.event === 'session-ended') {
-          this.finish(new BrokerError('BRK_SESSION_ENDED', `session ended: ${String(ev.message ?? ev.reason)}`));
-        }
-      }, (err) => reject(err));
-      control.once('close', () => {
-        if (first) reject(new BrokerError('BRK_INTERNAL', 'the broker closed the control channel before creating a session'));
-      });
-    });
+    const onEvent = (ev: Record<string, unknown>) => {
+      this.emit('event', ev as ControlEvent);
+      if (ev.event === 'session-ended') {
+        this.finish(new BrokerError('BRK_SESSION_ENDED', `session ended: ${String(ev.message ?? ev.reason)}`));
+      }
+    };
+    const session = await readControlEvents(control, 'session', onEvent).catch((err) => { this.close(); throw err; });
+    if (typeof session.code !== 'string') {
+      this.close();
+      throw new BrokerError('BRK_INTERNAL', 'the broker sent a session without a code');
+    }
+    this.code = session.code;
+    this.emit('event', session as ControlEvent);
+    return session as Extract<ControlEvent, { event: 'session' }>;
   }
 
   private serve(channel: ClientChannel, originPort: number): void {

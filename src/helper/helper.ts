@@ -10,7 +10,7 @@ import { BrokerError, describeError } from '../errors';
 import { silentLogger, type Logger } from '../log';
 import { formatHostPort } from '../config';
 import { DESCRIBE_COMMAND } from '../protocol/constants';
-import { errorFromEvent, parseJsonLine, readLines, type ControlEvent, type HelperInfo } from '../protocol/control';
+import { readControlEvents, type ControlEvent, type HelperInfo } from '../protocol/control';
 import { parseDescriptor, type Descriptor } from '../protocol/descriptor';
 import { normalizeSessionCode } from '../protocol/session-code';
 import { generateIdentity, type Identity } from '../transport/keys';
@@ -82,23 +82,11 @@ export class Helper extends EventEmitter<HelperEvents> {
     client.once('close', () => this.finish(new BrokerError('BRK_BROKER_UNREACHABLE', 'connection to the broker was lost')));
 
     const control = await execChannel(client, DESCRIBE_COMMAND);
-    const hello = await new Promise<Record<string, unknown>>((resolve, reject) => {
-      let first = true;
-      readLines(control, (line) => {
-        let ev: Record<string, unknown>;
-        try { ev = parseJsonLine(line, 'broker event'); } catch { return; }
-        if (first) {
-          first = false;
-          if (ev.event === 'hello') resolve(ev);
-          else reject(ev.event === 'error' ? errorFromEvent(ev) : new BrokerError('BRK_INTERNAL', 'unexpected first event from the broker'));
-          return;
-        }
-        this.emit('event', ev as ControlEvent);
-        if (ev.event === 'session-ended') {
-          this.finish(new BrokerError('BRK_SESSION_ENDED', `session ended: ${String(ev.message ?? ev.reason)}`));
-        }
-      }, reject);
-      control.once('close', () => { if (first) reject(new BrokerError('BRK_INTERNAL', 'the broker closed the control channel')); });
+    const hello = await readControlEvents(control, 'hello', (ev) => {
+      this.emit('event', ev as ControlEvent);
+      if (ev.event === 'session-ended') {
+        this.finish(new BrokerError('BRK_SESSION_ENDED', `session ended: ${String(ev.message ?? ev.reason)}`));
+      }
     }).catch((err) => { this.close(); throw err; });
 
     this.descriptor = parseDescriptor(hello.descriptor);

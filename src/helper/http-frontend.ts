@@ -14,6 +14,7 @@ import { BrokerError, describeError, toHttpStatus, type BrokerErrorCode } from '
 import { silentLogger, type Logger } from '../log';
 import { formatTarget, makeTarget, parseTarget, printable, type Target } from '../protocol/target';
 import { watchWhileOpening } from '../transport/early-close';
+import { boundAddress, listenOn, stopServer } from '../transport/listen';
 import { relay } from '../transport/relay';
 import type { StreamOpener } from './stream-opener';
 import { TunnelAgent } from './tunnel-agent';
@@ -71,23 +72,17 @@ export class HttpFrontend extends EventEmitter<HttpFrontendEvents> {
 
   /** Listen; resolves when bound. Port 0 picks a free port. */
   start(host: string, port: number): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', (err: NodeJS.ErrnoException) => reject(new BrokerError('BRK_BAD_OPTION', `cannot listen for HTTP on ${host}:${port}: ${err.code ?? err.message} (choose another --http, or port 0 for any free port)`)));
-      this.server.listen(port, host, () => resolve());
-    });
+    return listenOn(this.server, host, port, 'HTTP', '--http');
   }
 
   address(): { host: string; port: number } {
-    const a = this.server.address() as net.AddressInfo;
-    return { host: a.address, port: a.port };
+    return boundAddress(this.server);
   }
 
   /** Stop listening, cut clients and tunnels, drop pooled upstream streams. Idempotent. */
   close(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    for (const t of this.tunnels) t.destroy();
     this.agent.destroy();
-    return new Promise((resolve) => (this.server.listening ? this.server.close(() => resolve()) : resolve()));
+    return stopServer(this.server, [...this.sockets, ...this.tunnels]);
   }
 
   /** Absolute-form request: `GET http://host:port/path HTTP/1.1`. */

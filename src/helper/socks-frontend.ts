@@ -14,6 +14,7 @@ import { encodeMethodSelection, encodeReply, parseGreeting, parseRequest } from 
 import { readMessage } from '../protocol/socks-stream';
 import { formatTarget } from '../protocol/target';
 import { watchWhileOpening } from '../transport/early-close';
+import { boundAddress, listenOn, stopServer } from '../transport/listen';
 import { relay } from '../transport/relay';
 import type { StreamOpener } from './stream-opener';
 
@@ -32,21 +33,16 @@ export class SocksFrontend extends EventEmitter<SocksFrontendEvents> {
 
   /** Listen; resolves when bound. Port 0 picks a free port. */
   start(host: string, port: number): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', (err: NodeJS.ErrnoException) => reject(new BrokerError('BRK_BAD_OPTION', `cannot listen for SOCKS on ${host}:${port}: ${err.code ?? err.message} (choose another --socks, or port 0 for any free port)`)));
-      this.server.listen(port, host, () => resolve());
-    });
+    return listenOn(this.server, host, port, 'SOCKS', '--socks');
   }
 
   address(): { host: string; port: number } {
-    const a = this.server.address() as net.AddressInfo;
-    return { host: a.address, port: a.port };
+    return boundAddress(this.server);
   }
 
   /** Stop listening and cut every open client. Idempotent. */
   close(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    return new Promise((resolve) => (this.server.listening ? this.server.close(() => resolve()) : resolve()));
+    return stopServer(this.server, this.sockets);
   }
 
   private async onClient(socket: net.Socket): Promise<void> {

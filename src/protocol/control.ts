@@ -107,3 +107,30 @@ export function errorFromEvent(ev: Record<string, unknown>): BrokerError {
   const code = isBrokerErrorCode(ev.code) ? ev.code : 'BRK_INTERNAL';
   return new BrokerError(code, typeof ev.message === 'string' ? ev.message : 'broker reported an error');
 }
+
+/**
+ * Read a client's control channel: the first event must be `firstEvent` (the
+ * promise resolves with it) or an `error` (it rejects with that error); every
+ * later event goes to `onEvent`. Malformed lines are skipped; a channel that
+ * closes before the first event rejects.
+ */
+export function readControlEvents(
+  channel: Readable,
+  firstEvent: ControlEvent['event'],
+  onEvent: (ev: Record<string, unknown>) => void,
+): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    let first = true;
+    readLines(channel, (line) => {
+      let ev: Record<string, unknown>;
+      try { ev = parseJsonLine(line, 'broker event'); } catch { return; }
+      if (!first) return onEvent(ev);
+      first = false;
+      if (ev.event === firstEvent) resolve(ev);
+      else reject(ev.event === 'error' ? errorFromEvent(ev) : new BrokerError('BRK_INTERNAL', `unexpected first event from the broker (expected ${firstEvent})`));
+    }, reject);
+    channel.once('close', () => {
+      if (first) reject(new BrokerError('BRK_INTERNAL', 'the broker closed the control channel before answering'));
+    });
+  });
+}
