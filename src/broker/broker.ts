@@ -25,7 +25,7 @@ import { BrokerMetrics } from './metrics';
 import { MemorySessionRegistry, Session, type SessionRegistry } from './sessions';
 
 export interface BrokerOptions {
-  /** Listen address; port 0 picks a free port (read it back with `address()`). */
+  /** Listen address (default: every interface, IPv6 and IPv4); port 0 picks a free port (read it back with `address()`). */
   host?: string;
   port?: number;
   /** Serve Prometheus metrics at http://HOST:PORT/metrics (off when absent). */
@@ -74,7 +74,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   constructor(options: BrokerOptions) {
     super();
     this.opts = {
-      host: '0.0.0.0', port: 2222, checkIntervalMs: Timeouts.checkInterval, socksHandshakeMs: Timeouts.socksHandshake + Timeouts.dial,
+      host: '', port: 2222, checkIntervalMs: Timeouts.checkInterval, socksHandshakeMs: Timeouts.socksHandshake + Timeouts.dial,
       exposeHandshakeMs: Timeouts.exposeHandshake, sshHandshakeMs: envDuration('BROKER_SSH_HANDSHAKE_TIMEOUT', Timeouts.sshReady), maxSessions: Limits.sessions, ...stripUndefined(options), dataDir: options.dataDir,
     };
     this.log = options.log ?? silentLogger;
@@ -104,12 +104,15 @@ export class Broker extends EventEmitter<BrokerEvents> {
   /** Start listening; resolves once bound. */
   async start(): Promise<void> {
     await new Promise<void>((resolve, reject) => {
-      const onError = (err: Error) => reject(new BrokerError('BRK_BAD_OPTION', `cannot listen on ${formatHostPort(this.opts.host, this.opts.port)}: ${describeError(err)} (choose another --listen)`, { cause: err }));
+      const onError = (err: Error) => reject(new BrokerError('BRK_BAD_OPTION', `cannot listen on ${formatHostPort(this.opts.host || '*', this.opts.port)}: ${describeError(err)} (choose another --listen)`, { cause: err }));
       this.ssh.once('error', onError);
-      this.ssh.listen(this.opts.port, this.opts.host, () => {
+      const onListening = () => {
         this.ssh.off('error', onError);
         resolve();
-      });
+      };
+      // No host: Node listens on :: (dual-stack) where IPv6 exists, else on 0.0.0.0.
+      if (this.opts.host) this.ssh.listen(this.opts.port, this.opts.host, onListening);
+      else this.ssh.listen(this.opts.port, onListening);
     });
     if (this.opts.metrics) this.metricsAddress = await this.metrics.listen(this.opts.metrics.host, this.opts.metrics.port);
     this.sweeper = setInterval(() => this.sweep(), this.opts.checkIntervalMs);
@@ -186,7 +189,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
       coalesceWrites(sock);
     }
     const address = sock ? formatHostPort(sock.remoteAddress ?? ip, sock.remotePort ?? 0) : ip;
-    const local = sock ? formatHostPort(sock.localAddress ?? '127.0.0.1', sock.localPort ?? this.opts.port) : '';
+    // On a dual-stack socket IPv4 peers appear as ::ffff:a.b.c.d; print them as IPv4.
+    const local = sock ? formatHostPort((sock.localAddress ?? '127.0.0.1').replace(/^::ffff:(?=\d+\.)/, ''), sock.localPort ?? this.opts.port) : '';
     const log = this.log.child(`conn ${address}`);
     const auth = createAuthenticator({
       registry: this.registry,

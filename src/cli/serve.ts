@@ -17,7 +17,7 @@ export interface ServeArgs {
 }
 
 export const serveOptions = {
-  listen: { type: 'string', default: process.env.BROKER_LISTEN ?? Defaults.brokerListen, describe: 'SSH listen address HOST:PORT (port 0 = any free port)' },
+  listen: { type: 'string', default: process.env.BROKER_LISTEN ?? Defaults.brokerListen, describe: 'SSH listen address HOST:PORT (* = every interface, IPv6 and IPv4; port 0 = any free port)' },
   'data-dir': { type: 'string', describe: 'where the host key lives (default $XDG_DATA_HOME/remote-assist-broker)' },
   'public-address': { type: 'string', describe: 'HOST:PORT printed in helper commands (default: the address each device connected to)' },
   'check-interval': { type: 'string', default: process.env.BROKER_CHECK_INTERVAL ?? '5s', describe: 'how often every device tunnel is checked' },
@@ -29,10 +29,10 @@ export const serveOptions = {
 export async function runServe(args: ServeArgs): Promise<void> {
   const json = args['log-format'] === 'json';
   try {
-    const listen = listenOption('listen', args.listen, '0.0.0.0');
+    const listen = listenOption('listen', args.listen, '*');
     const log = createLogger({ format: args['log-format'], level: args['log-level'], scope: 'broker', stream: process.stdout });
     const broker = new Broker({
-      host: listen.host, port: listen.port,
+      host: listen.host === '*' ? undefined : listen.host, port: listen.port,
       dataDir: args['data-dir'] ?? defaultDataDir(),
       publicAddress: args['public-address'],
       metrics: args.metrics ? listenOption('metrics', args.metrics, '127.0.0.1') : undefined,

@@ -67,7 +67,8 @@ export const POOL_SIZE = Math.max(0, Math.min(32, Number(process.env.BROKER_POOL
 
 /** Default listen addresses. */
 export const Defaults = {
-  brokerListen: '0.0.0.0:2222',
+  /** `*` = every interface, IPv6 and IPv4 (like sshd). */
+  brokerListen: '*:2222',
   socksListen: '127.0.0.1:1080',
   metricsListen: '127.0.0.1:9222',
 } as const;

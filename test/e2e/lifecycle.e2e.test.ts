@@ -3,7 +3,29 @@
  * its own and tells everyone why; a broker stopped with SIGTERM ends every session,
  * tells helpers and devices, and exits 0.
  */
-import { startBroker, startExpose, startJoin, startTargets, curlSocks } from './harness';
+import net from 'node:net';
+import { BROKER_BIN, curlSocks, spawnProc, splitHostPort, startBroker, startExpose, startJoin, startTargets, tempDir } from './harness';
+
+/** First bytes a TCP connection to host:port receives (an SSH server sends its version line). */
+function banner(host: string, port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host, port });
+    s.setTimeout(5000, () => { s.destroy(); reject(new Error('no banner')); });
+    s.once('data', (d: Buffer) => { s.destroy(); resolve(d.toString('latin1')); });
+    s.once('error', reject);
+  });
+}
+
+test('by default the broker listens on every interface, IPv6 and IPv4 (like sshd)', async () => {
+  const proc = spawnProc('broker', BROKER_BIN, ['serve', '--listen', '*:0', '--data-dir', tempDir('rab-broker-'), '--log-format', 'json']);
+  const ev = await proc.waitFor((l) => l.event === 'listening', 15_000, 'the listening line');
+  const { host, port } = splitHostPort(String(ev.ssh));
+  expect(['::', '0.0.0.0']).toContain(host);
+  expect(await banner('127.0.0.1', port)).toMatch(/^SSH-2\.0-/);
+  if (host === '::') expect(await banner('::1', port)).toMatch(/^SSH-2\.0-/);
+  proc.kill('SIGTERM');
+  expect(await proc.waitExit(10_000)).toBe(0);
+});
 
 test('--expires ends the session at its expiry time; helpers and the device are told why', async () => {
   const broker = await startBroker();
