@@ -247,6 +247,17 @@ async function bulkUpload({ socks, target, streams, bytes, deadlineMs }) {
   return { bytes: total, ms, MiBps: total / 1048576 / (ms / 1000), streams, partial: partial || !acked };
 }
 
+/** One new connection doing one tiny request; resolves with the ms from connect to reply. */
+async function freshRequest(socks, target) {
+  const s = nowMs();
+  const { sock } = await openStream(socks, target);
+  const e = new EchoStream(sock);
+  await e.request();
+  const ms = nowMs() - s;
+  e.close();
+  return ms;
+}
+
 /** `count` sequential new connections, each one tiny request; latency of connect→reply. */
 async function connSetup({ socks, target, count, deadlineMs }) {
   const deadline = nowMs() + deadlineMs;
@@ -255,13 +266,8 @@ async function connSetup({ socks, target, count, deadlineMs }) {
   let firstError;
   const t0 = nowMs();
   for (let i = 0; i < count && nowMs() < deadline; i++) {
-    const s = nowMs();
     try {
-      const { sock } = await openStream(socks, target);
-      const e = new EchoStream(sock);
-      await e.request();
-      lat.push(nowMs() - s);
-      e.close();
+      lat.push(await freshRequest(socks, target));
     } catch (err) {
       errors++;
       firstError ??= String(err.message || err);
@@ -357,13 +363,8 @@ async function tinyLatency({ socks, target, persistent, fresh, deadlineMs }) {
     firstError ??= String(err.message || err);
   }
   for (let i = 0; i < fresh && nowMs() < deadline; i++) {
-    const s = nowMs();
     try {
-      const { sock } = await openStream(socks, target);
-      const e = new EchoStream(sock);
-      await e.request();
-      freshLat.push(nowMs() - s);
-      e.close();
+      freshLat.push(await freshRequest(socks, target));
     } catch (err) {
       errors++;
       firstError ??= String(err.message || err);

@@ -6,9 +6,9 @@
 import type { Duplex } from 'node:stream';
 import { BrokerError, describeError } from '../errors';
 import { Timeouts } from '../protocol/constants';
-import { encodeMethodSelection, encodeReply, parseGreeting, parseRequest, SocksMethod } from '../protocol/socks5';
-import { encodeAuthStatus, helperFromLabel, parseUserPass } from '../protocol/socks-auth';
-import { readMessage } from '../protocol/socks-stream';
+import { encodeReply } from '../protocol/socks5';
+import { helperFromLabel } from '../protocol/socks-auth';
+import { acceptSocksConnect } from '../protocol/socks-handshake';
 import { formatTarget, type Target } from '../protocol/target';
 import { relay, type RelayResult } from '../transport/relay';
 import type { DialOptions } from './dial';
@@ -41,21 +41,11 @@ export async function serveSocksStream(channel: Duplex, opts: ResponderOptions):
   let target: Target | undefined;
   let helper: number | undefined;
   try {
-    // The broker keeps a few channels open in advance: wait long for the first byte.
-    const greeting = await readMessage(channel, parseGreeting, { timeoutMs: opts.handshakeTimeoutMs, idleTimeoutMs: Timeouts.poolIdle, what: 'SOCKS greeting' });
-    if (greeting.methods.includes(SocksMethod.USERNAME_PASSWORD)) {
-      // Our broker labels each stream with its helper (RFC 1929 user name `helper-<id>`).
-      channel.write(encodeMethodSelection(SocksMethod.USERNAME_PASSWORD));
-      const auth = await readMessage(channel, parseUserPass, { timeoutMs: opts.handshakeTimeoutMs, what: 'SOCKS auth' });
-      helper = helperFromLabel(auth.user);
-      channel.write(encodeAuthStatus(true));
-    } else if (greeting.methods.includes(SocksMethod.NO_AUTH)) {
-      channel.write(encodeMethodSelection(SocksMethod.NO_AUTH));
-    } else {
-      channel.end(Buffer.from([5, 0xff]));
-      return { rep: 0xff, reason: 'no acceptable SOCKS auth method' };
-    }
-    const request = await readMessage(channel, parseRequest, { timeoutMs: opts.handshakeTimeoutMs, what: 'SOCKS request' });
+    // The broker keeps a few channels open in advance (wait long for the first byte), and
+    // labels each stream with its helper (RFC 1929 user name `helper-<id>`).
+    const request = await acceptSocksConnect(channel, { timeoutMs: opts.handshakeTimeoutMs, idleTimeoutMs: Timeouts.poolIdle, acceptLabel: true });
+    if (!request) return { rep: 0xff, reason: 'no acceptable SOCKS auth method' };
+    helper = request.label === undefined ? undefined : helperFromLabel(request.label);
     target = request.target;
     if (request.command !== 1) return fail(0x07, `SOCKS command ${request.command} is not supported (only CONNECT)`, target);
     const socket = await dialTarget(target, opts);

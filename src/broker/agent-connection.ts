@@ -13,7 +13,7 @@ import { rejectChannel } from '../transport/open-failure';
 import { AgentLink } from './agent-link';
 import type { Session } from './sessions';
 import { parseStockExposeArgs } from './stock-args';
-import { crlf, eventText } from './text';
+import { crlf, eventText, stockHelperCommand } from './text';
 
 /** What an agent connection needs from the broker. */
 export interface AgentContext {
@@ -130,7 +130,7 @@ export function handleAgent(conn: Connection, fingerprint: string, address: stri
         'remote-assist: this device is now exposed.',
         `  session code:  ${s.code}`,
         `  helpers run:   ${ev.helperCommand}`,
-        `    or (ssh):    ssh -N -D 1080 -p ${portOf(ctx.publicAddress)} ${s.code}@${hostOf(ctx.publicAddress)}`,
+        `    or (ssh):    ${stockHelperCommand(s.code, ctx.publicAddress)}`,
         ...formatDescriptor(descriptor).split('\n').map((l) => `  ${l}`),
         '  note: a stock ssh client does not enforce the policy itself; the broker does.',
         'Keep this running; press Ctrl-C (or close the connection) to end the session.',
@@ -169,13 +169,4 @@ export function acceptTerminalRequests(ssh: SshSession): void {
   ssh.on('x11', (_acc, rej) => rej?.());
   ssh.on('subsystem', (_acc, rej) => rej?.());
   ssh.on('sftp', (_acc, rej) => rej?.());
-}
-
-export function hostOf(hostPort: string): string {
-  const m = /^\[(.+)\]:\d+$/.exec(hostPort) ?? /^(.+):\d+$/.exec(hostPort);
-  return m ? m[1]! : hostPort;
-}
-
-export function portOf(hostPort: string): string {
-  return /:(\d+)$/.exec(hostPort)?.[1] ?? '2222';
 }

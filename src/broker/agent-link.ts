@@ -5,26 +5,19 @@
  * convention), so a stock `ssh -R 0` client can be an agent too.
  */
 import type { Connection, ServerChannel } from 'ssh2';
-import { BrokerError, describeError, socksReplyMessage, fromSocksReply } from '../errors';
+import { BrokerError, describeError } from '../errors';
 import type { ControlEvent } from '../protocol/control';
 import { POOL_SIZE } from '../protocol/constants';
-import { encodeGreeting, encodeRequest, parseMethodSelection, parseReply, SocksMethod } from '../protocol/socks5';
-import { encodeUserPass, helperLabel, parseAuthStatus } from '../protocol/socks-auth';
+import { requestSocksConnect, type SocksConnectReply } from '../protocol/socks-handshake';
+import { helperLabel } from '../protocol/socks-auth';
 import { ChannelPool } from '../transport/channel-pool';
 import { capReceiveWindow } from '../transport/stream-window';
-import { readMessage } from '../protocol/socks-stream';
 import { formatTarget, type Target } from '../protocol/target';
-import { readRemainder } from '../transport/relay';
 
 /** Result of asking the device to connect somewhere. */
-export interface AgentStream {
-  /** SOCKS5 reply byte from the device (0 = connected). */
-  rep: number;
+export interface AgentStream extends SocksConnectReply {
   /** The channel; on success it is ready for data, on failure it is already closed. */
   channel: ServerChannel;
-  bound: { host: string; port: number };
-  /** The device's own one-line reason on failure (native agents send one), else the reply's meaning. */
-  reason: string;
 }
 
 /** Who is asking, passed to the agent as the forwarded-tcpip originator (helper id as port). */
@@ -88,35 +81,25 @@ export class AgentLink {
 
   /** Open a stream through the reverse tunnel and run the SOCKS5 handshake (pipelined). */
   async openStream(target: Target, origin: StreamOrigin): Promise<AgentStream> {
+    // Also guards the pool: a cancelled tunnel must not hand out pre-opened channels.
     if (!this.binding || this.closed) throw new BrokerError('BRK_AGENT_OFFLINE', 'the device is not connected (its tunnel is down)');
     const channel = this.pool
       ? await this.pool.take()
       : await this.openChannel(origin.address, ((origin.helperId - 1) % 65535) + 1);
     try {
-      // Greeting, (helper label,) and request in one write: one round trip to the device.
-      const method = this.native ? SocksMethod.USERNAME_PASSWORD : SocksMethod.NO_AUTH;
-      channel.write(Buffer.concat([
-        encodeGreeting([method]),
-        ...(this.native ? [encodeUserPass(helperLabel(origin.helperId))] : []),
-        encodeRequest(target),
-      ]));
-      const sel = await readMessage(channel, parseMethodSelection, { timeoutMs: this.handshakeTimeoutMs, what: 'device SOCKS method selection' });
-      if (sel.method !== method) throw new BrokerError('BRK_INTERNAL', `the device chose SOCKS auth method 0x${sel.method.toString(16)}`);
-      if (this.native) {
-        const auth = await readMessage(channel, parseAuthStatus, { timeoutMs: this.handshakeTimeoutMs, what: 'device SOCKS auth status' });
-        if (!auth.ok) throw new BrokerError('BRK_INTERNAL', 'the device refused the stream label');
-      }
-      const reply = await readMessage(channel, parseReply, { timeoutMs: this.handshakeTimeoutMs, what: 'device SOCKS reply' });
-      if (reply.rep === 0) return { rep: 0, channel, bound: reply.bound, reason: 'succeeded' };
-      const text = await readRemainder(channel);
-      channel.destroy();
-      return { rep: reply.rep, channel, bound: reply.bound, reason: text || `${formatTarget(target)}: ${socksReplyMessage(reply.rep)}` };
+      // Greeting, helper label (native agents) and request in one write: one round trip.
+      const reply = await requestSocksConnect(channel, target, {
+        timeoutMs: this.handshakeTimeoutMs,
+        peer: 'the device',
+        label: this.native ? helperLabel(origin.helperId) : undefined,
+      });
+      return { ...reply, channel };
     } catch (err) {
       channel.destroy();
       if (err instanceof BrokerError && err.code === 'BRK_TIMEOUT') {
         throw new BrokerError('BRK_TIMEOUT', `${formatTarget(target)}: the device did not answer within ${this.handshakeTimeoutMs} ms`);
       }
-      throw err instanceof BrokerError ? err : new BrokerError(fromSocksReply(1), describeError(err), { cause: err });
+      throw err instanceof BrokerError ? err : new BrokerError('BRK_INTERNAL', describeError(err), { cause: err });
     }
   }
 

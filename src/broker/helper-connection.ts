@@ -12,8 +12,8 @@ import type { Logger } from '../log';
 import { DESCRIBE_COMMAND, Limits, PROTOCOL_VERSION, SOCKS_STREAM_PATH, Timeouts } from '../protocol/constants';
 import { sendEvent, type ControlEvent, type EndReason, type HelperInfo } from '../protocol/control';
 import { formatDescriptor } from '../protocol/descriptor';
-import { encodeMethodSelection, encodeReply, parseGreeting, parseRequest } from '../protocol/socks5';
-import { readMessage } from '../protocol/socks-stream';
+import { encodeReply } from '../protocol/socks5';
+import { acceptSocksConnect } from '../protocol/socks-handshake';
 import { makeTarget, type Target } from '../protocol/target';
 import { rejectChannel } from '../transport/open-failure';
 import { acceptTerminalRequests } from './agent-connection';
@@ -131,11 +131,7 @@ export function handleHelper(conn: Connection, session: Session, info: HelperInf
 
   const inBandSocks = async (ch: ServerChannel) => {
     // Native helpers keep a few of these channels open in advance: wait long for the first byte.
-    const greeting = await readMessage(ch, parseGreeting, { timeoutMs: Timeouts.socksHandshake, idleTimeoutMs: Timeouts.poolIdle, what: 'SOCKS greeting' }).catch((err) => failWith(ch, err));
-    if (!greeting) return;
-    if (!greeting.methods.includes(0)) { ch.end(Buffer.from([5, 0xff])); return; }
-    ch.write(encodeMethodSelection(0));
-    const request = await readMessage(ch, parseRequest, { timeoutMs: Timeouts.socksHandshake, what: 'SOCKS request' }).catch((err) => failWith(ch, err));
+    const request = await acceptSocksConnect(ch, { timeoutMs: Timeouts.socksHandshake, idleTimeoutMs: Timeouts.poolIdle }).catch((err) => failWith(ch, err));
     if (!request) return;
     if (request.command !== 1) {
       ch.end(Buffer.concat([encodeReply(0x07), Buffer.from('only CONNECT is supported\n')]));

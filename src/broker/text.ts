@@ -26,3 +26,11 @@ export function eventText(ev: ControlEvent): string {
 export function crlf(text: string): string {
   return `${text.replace(/\r?\n/g, '\r\n')}\r\n`;
 }
+
+/** The stock OpenSSH command a helper runs to join (`ssh -N -D 1080 -p PORT CODE@HOST`). */
+export function stockHelperCommand(code: string, brokerHostPort: string): string {
+  const m = /^\[(.+)\]:(\d+)$/.exec(brokerHostPort) ?? /^(.+):(\d+)$/.exec(brokerHostPort);
+  const host = m ? m[1]! : brokerHostPort;
+  const port = m ? m[2]! : '2222';
+  return `ssh -N -D 1080 -p ${port} ${code}@${host}`;
+}

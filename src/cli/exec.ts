@@ -4,6 +4,7 @@
  * and signals, exit with its exit code, and leave nothing behind.
  */
 import { spawn } from 'node:child_process';
+import os from 'node:os';
 import { Helper } from '../helper/helper';
 import { BrokerError } from '../errors';
 import { fail } from './exit';
@@ -62,5 +63,5 @@ export async function runExec(args: ExecArgs): Promise<void> {
 }
 
 function signalNumber(sig: NodeJS.Signals): number | undefined {
-  return (require('node:os') as typeof import('node:os')).constants.signals[sig];
+  return os.constants.signals[sig];
 }

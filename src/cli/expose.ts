@@ -1,7 +1,7 @@
 /** `broker-agent expose`: build the descriptor from flags, expose, print the code and a live view. */
 import { Agent } from '../agent/agent';
 import { makeDescriptor, formatDescriptor } from '../protocol/descriptor';
-import { eventText } from '../broker/text';
+import { eventText, stockHelperCommand } from '../broker/text';
 import { ExitCode, fail } from './exit';
 import { type ClientArgs, clientConnection, clientOptions, durationOption } from './options';
 import { Printer } from './printer';
@@ -51,7 +51,7 @@ export async function runExpose(args: ExposeArgs): Promise<void> {
           'Give the code to your helpers. They run:',
           `  ${ev.helperCommand}`,
           'or, with stock OpenSSH:',
-          `  ssh -N -D 1080 -p ${portOf(ev.broker)} ${ev.code}@${hostOf(ev.broker)}`,
+          `  ${stockHelperCommand(ev.code, ev.broker)}`,
           '',
           formatDescriptor(descriptor),
           '',
@@ -74,11 +74,4 @@ export async function runExpose(args: ExposeArgs): Promise<void> {
   } catch (err) {
     fail('broker-agent expose', err, args.json);
   }
-}
-
-function hostOf(hp: string): string {
-  return (/^\[(.+)\]:\d+$/.exec(hp) ?? /^(.+):\d+$/.exec(hp))?.[1] ?? hp;
-}
-function portOf(hp: string): string {
-  return /:(\d+)$/.exec(hp)?.[1] ?? '2222';
 }

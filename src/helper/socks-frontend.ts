@@ -10,8 +10,8 @@ import { EventEmitter } from 'node:events';
 import { BrokerError, describeError, toSocksReply } from '../errors';
 import { silentLogger, type Logger } from '../log';
 import { Timeouts } from '../protocol/constants';
-import { encodeMethodSelection, encodeReply, parseGreeting, parseRequest } from '../protocol/socks5';
-import { readMessage } from '../protocol/socks-stream';
+import { encodeReply } from '../protocol/socks5';
+import { acceptSocksConnect } from '../protocol/socks-handshake';
 import { formatTarget } from '../protocol/target';
 import { watchWhileOpening } from '../transport/early-close';
 import { boundAddress, listenOn, stopServer } from '../transport/listen';
@@ -51,13 +51,8 @@ export class SocksFrontend extends EventEmitter<SocksFrontendEvents> {
     socket.on('error', (err) => this.log.debug('socks client error', { error: describeError(err) }));
     let targetText = '?';
     try {
-      const greeting = await readMessage(socket, parseGreeting, { timeoutMs: Timeouts.socksHandshake, what: 'SOCKS greeting' });
-      if (!greeting.methods.includes(0)) {
-        socket.end(Buffer.from([5, 0xff]));
-        return;
-      }
-      socket.write(encodeMethodSelection(0));
-      const request = await readMessage(socket, parseRequest, { timeoutMs: Timeouts.socksHandshake, what: 'SOCKS request' });
+      const request = await acceptSocksConnect(socket, { timeoutMs: Timeouts.socksHandshake });
+      if (!request) return;
       targetText = formatTarget(request.target);
       if (request.command !== 1) {
         socket.end(encodeReply(0x07));

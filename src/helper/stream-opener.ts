@@ -7,13 +7,11 @@
  */
 import type { Duplex } from 'node:stream';
 import type { Client, ClientChannel } from 'ssh2';
-import { BrokerError, describeError, fromSocksReply, socksReplyMessage } from '../errors';
+import { BrokerError, describeError, fromSocksReply } from '../errors';
 import { POOL_SIZE, SOCKS_STREAM_PATH, Timeouts } from '../protocol/constants';
 import { ChannelPool } from '../transport/channel-pool';
-import { encodeGreeting, encodeRequest, parseMethodSelection, parseReply } from '../protocol/socks5';
-import { readMessage } from '../protocol/socks-stream';
-import { formatTarget, type Target } from '../protocol/target';
-import { readRemainder } from '../transport/relay';
+import { requestSocksConnect } from '../protocol/socks-handshake';
+import type { Target } from '../protocol/target';
 
 /** A connected stream plus the address the device connected from. */
 export interface OpenedStream {
@@ -56,14 +54,9 @@ export class SshStreamOpener implements StreamOpener {
     const onAbort = () => channel.destroy();
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      channel.write(Buffer.concat([encodeGreeting(), encodeRequest(target)]));
-      const sel = await readMessage(channel, parseMethodSelection, { timeoutMs: this.handshakeTimeoutMs, what: 'broker SOCKS method selection' });
-      if (sel.method !== 0) throw new BrokerError('BRK_INTERNAL', `broker chose SOCKS method 0x${sel.method.toString(16)}`);
-      const reply = await readMessage(channel, parseReply, { timeoutMs: this.handshakeTimeoutMs, what: 'SOCKS reply', signal });
+      const reply = await requestSocksConnect(channel, target, { timeoutMs: this.handshakeTimeoutMs, peer: 'the broker', signal });
       if (reply.rep === 0) return { stream: channel, bound: reply.bound };
-      const reason = await readRemainder(channel);
-      channel.destroy();
-      throw new BrokerError(fromSocksReply(reply.rep), reason || `${formatTarget(target)}: ${socksReplyMessage(reply.rep)}`);
+      throw new BrokerError(fromSocksReply(reply.rep), reply.reason);
     } catch (err) {
       channel.destroy();
       throw err;

@@ -63,7 +63,8 @@ function sshSocketOf(s: Duplex): Duplex | undefined {
  * Copy `src` into `dst` with backpressure from both `dst` itself and, when `dst` is
  * an SSH channel, from its connection's shared socket queue.
  */
-function pump(src: Duplex, dst: Duplex): void {
+function pump(src: Duplex, dst: Duplex): { bytes: number } {
+  const counter = { bytes: 0 };
   const sock = sshSocketOf(dst);
   // Every relay through this connection may wait for the same 'drain'.
   if (sock && sock.getMaxListeners() !== 0) sock.setMaxListeners(0);
@@ -76,12 +77,14 @@ function pump(src: Duplex, dst: Duplex): void {
     emitter.once('drain', resume);
   };
   src.on('data', (chunk: Buffer) => {
+    counter.bytes += chunk.length;
     if (dst.destroyed || dst.writableEnded) return;
     if (!dst.write(chunk)) wait(dst);
     if (sock && sock.writableLength > SSH_SOCKET_QUEUE_LIMIT && !sock.destroyed) wait(sock);
   });
   // The source may have been paused explicitly (handshake readers do): start it flowing.
   src.resume();
+  return counter;
 }
 
 /** Relay `a` ⇄ `b` until both sides are closed. */
@@ -94,10 +97,8 @@ export function relay(a: Duplex, b: Duplex, opts: { flushTimeoutMs?: number } = 
     let ended = 0;
     const timers: NodeJS.Timeout[] = [];
 
-    a.on('data', (chunk: Buffer) => { result.aToB += chunk.length; });
-    b.on('data', (chunk: Buffer) => { result.bToA += chunk.length; });
-    pump(a, b);
-    pump(b, a);
+    const aToB = pump(a, b);
+    const bToA = pump(b, a);
 
     // EOF from one side becomes EOF to the other; once both ways are done, close both.
     const onEnd = (other: Duplex) => () => {
@@ -131,37 +132,13 @@ export function relay(a: Duplex, b: Duplex, opts: { flushTimeoutMs?: number } = 
       }
       if (++closed === 2) {
         for (const t of timers) clearTimeout(t);
+        result.aToB = aToB.bytes;
+        result.bToA = bToA.bytes;
         result.durationMs = Date.now() - started;
         resolve(result);
       }
     };
     a.once('close', onClose(a, b));
     b.once('close', onClose(b, a));
-  });
-}
-
-/** Read what remains of a stream as text, up to `maxBytes`, within `timeoutMs` (used for in-band failure reasons). */
-export function readRemainder(stream: Duplex, maxBytes = 512, timeoutMs = 1000): Promise<string> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const finish = () => {
-      clearTimeout(timer);
-      stream.off('data', onData);
-      stream.off('end', finish);
-      stream.off('close', finish);
-      stream.off('error', finish);
-      resolve(Buffer.concat(chunks).subarray(0, maxBytes).toString('utf8').split(/\r?\n/)[0]!.trim());
-    };
-    const onData = (chunk: Buffer) => {
-      chunks.push(chunk);
-      size += chunk.length;
-      if (size >= maxBytes) finish();
-    };
-    const timer = setTimeout(finish, timeoutMs);
-    stream.on('data', onData);
-    stream.once('end', finish);
-    stream.once('close', finish);
-    stream.once('error', finish);
   });
 }

@@ -14,9 +14,9 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
-export const REPO = path.resolve(__dirname, '..', '..');
-export const BROKER_BIN = path.join(REPO, 'bin', 'broker');
-export const AGENT_BIN = path.join(REPO, 'bin', 'broker-agent');
+import { AGENT_BIN, BROKER_BIN, REPO } from './harness';
+
+export { AGENT_BIN, BROKER_BIN, REPO, closedPort } from './harness';
 
 if (!fs.existsSync(path.join(REPO, 'dist', 'cli', 'main.js'))) {
   throw new Error('dist/ is missing: run `npm run build` before the e2e tests (they run the built bin/ programs)');
@@ -214,14 +214,6 @@ export function parseCurlHead(out: string): { status: number; headers: Record<st
 export async function listen(server: net.Server): Promise<number> {
   await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(0, '127.0.0.1', () => resolve()); });
   return (server.address() as net.AddressInfo).port;
-}
-
-/** A loopback port with nothing listening (bound then released). */
-export async function closedPort(): Promise<number> {
-  const s = net.createServer();
-  const port = await listen(s);
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 /** Close a server and all its connections. */

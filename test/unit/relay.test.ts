@@ -1,6 +1,7 @@
 import net from 'node:net';
 import { createHash } from 'node:crypto';
-import { relay, readRemainder, halfClose } from '../../src/transport/relay';
+import { relay, halfClose } from '../../src/transport/relay';
+import { readRemainder } from '../../src/protocol/socks-handshake';
 import { PassThrough, Duplex } from 'node:stream';
 
 /** A connected pair of TCP sockets on loopback, half-open allowed. */
