@@ -10,6 +10,9 @@
  * await s.close();
  * ```
  */
+// First, before ssh2 loads: SSH packet padding from a pooled CSPRNG.
+import { installRandomPool } from './transport/random-pool';
+installRandomPool();
 import { Agent } from './agent/agent';
 import { Broker, type BrokerOptions } from './broker/broker';
 import { Helper, type HelperEvents } from './helper/helper';

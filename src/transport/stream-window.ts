@@ -11,7 +11,8 @@
  * How: ssh2 re-grants by adding to `incoming.window` and then calling the
  * protocol's `channelWindowAdjust(id, amount)`. For capped channels we shrink that
  * amount so the peer's credit never exceeds `cap` (keeping ssh2's accounting equal
- * to what the peer was really granted), and lower the channel's readable buffer
+ * to what the peer was really granted), re-grant only once half the cap is
+ * spent (one adjust per cap/2 bytes, not one per packet), and lower the channel's readable buffer
  * to `cap` so user-space buffering is bounded too. The first 2 MiB granted at
  * channel open is spent once; from then on the cap holds. If ssh2's internals
  * differ from what this expects, nothing is changed.
@@ -34,6 +35,8 @@ interface ProtocolInternals {
 }
 
 const CAPS = Symbol('windowCaps');
+/** Re-grant once the peer's credit falls to this fraction of the cap: one adjust per cap/2 bytes. */
+const REGRANT_AT = 0.5;
 
 /** Cap how much unconsumed data the peer may send on `channel` (an ssh2 channel). */
 export function capReceiveWindow(channel: Duplex, cap: number = STREAM_WINDOW): void {
@@ -50,7 +53,10 @@ export function capReceiveWindow(channel: Duplex, cap: number = STREAM_WINDOW): 
       const entry = registry.get(recipient);
       if (entry) {
         const granted = entry.ch.incoming.window - amount; // the peer's real credit before this adjust
-        const wanted = Math.max(0, entry.cap - granted);
+        // ssh2 calls this on every data packet once below its 1 MiB threshold (always, under a cap):
+        // re-grant only when half the cap is spent, so the device leg carries one small
+        // WINDOW_ADJUST per cap/2 bytes instead of one per 32 KiB packet.
+        const wanted = granted > entry.cap * REGRANT_AT ? 0 : entry.cap - granted;
         entry.ch.incoming.window = granted + wanted;
         if (wanted === 0) return undefined;
         amount = wanted;

@@ -49,6 +49,29 @@ test('after the opening 2 MiB, a capped channel is never granted more than the c
   expect(sent).toEqual([[8, MAX_WINDOW - 100]]);
 });
 
+test('re-grants once per half cap, not once per packet, and never starves the peer', () => {
+  const sent: Array<[number, number]> = [];
+  const proto = { channelWindowAdjust: (id: number, amt: number) => { sent.push([id, amt]); } };
+  const ch = fakeChannel(3, proto);
+  const cap = 128 * 1024;
+  capReceiveWindow(ch, cap);
+  let credit = MAX_WINDOW;
+  const adjusts: number[] = [];
+  const packets = 2000;
+  for (let i = 0; i < packets; i++) {
+    expect(credit).toBeGreaterThanOrEqual(32 * 1024); // the peer can always send a full packet
+    credit -= 32 * 1024;
+    ch.incoming.window -= 32 * 1024;
+    if (ch.incoming.window <= MAX_WINDOW / 2) ssh2WindowAdjust(ch);
+    for (const [, amt] of sent.splice(0)) { credit += amt; adjusts.push(amt); }
+    expect(ch.incoming.window).toBe(credit);
+  }
+  const steady = adjusts.slice(2);
+  expect(steady.every((a) => a >= cap / 2)).toBe(true);
+  // 2000 packets of 32 KiB: about one adjust per 64 KiB after the opening 2 MiB, not 2000.
+  expect(adjusts.length).toBeLessThanOrEqual(Math.ceil((packets * 32 * 1024 - MAX_WINDOW) / (cap / 2)) + 2);
+});
+
 test('does nothing to objects that are not ssh2 channels', () => {
   const d = new Duplex({ read() {}, write(_c, _e, cb) { cb(); } });
   expect(() => capReceiveWindow(d, 1024)).not.toThrow();
