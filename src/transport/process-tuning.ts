@@ -1,0 +1,30 @@
+/**
+ * Process-wide tuning for our own programs (`bin/broker`, `bin/broker-agent`).
+ *
+ * 1. SSH packet padding from a pooled CSPRNG (`random-pool.ts`).
+ * 2. `--no-concurrent-array-buffer-sweeping`. Every SSH packet and every socket
+ *    read is a fresh ArrayBuffer (ssh2 allocates one per packet; node one per
+ *    read), about 3 per 64 KiB relayed. With V8's default, buffers that died
+ *    young are freed by a background task after each scavenge, so the external
+ *    memory V8 counts keeps climbing past its limit and it starts a full
+ *    mark-compact instead: 67 of them per 768 MiB through the broker, a third of
+ *    its CPU. Freeing them inside the scavenge keeps the count honest: 1
+ *    mark-compact for the same transfer, half the CPU per GiB in every process,
+ *    twice the single-stream throughput (docs/performance.md).
+ *    V8 reads this flag each time it sweeps, so setting it at startup works.
+ *
+ * `BROKER_PROCESS_TUNING=0` turns both off (for measuring their effect).
+ * Call before ssh2 is loaded (the padding pool needs it).
+ */
+import v8 from 'node:v8';
+import { installRandomPool } from './random-pool';
+
+export const GC_FLAGS = ['--no-concurrent-array-buffer-sweeping'];
+
+/** Apply the tuning unless disabled; returns what was applied. */
+export function applyProcessTuning(env: NodeJS.ProcessEnv = process.env): string[] {
+  if (env.BROKER_PROCESS_TUNING === '0') return [];
+  installRandomPool();
+  for (const flag of GC_FLAGS) v8.setFlagsFromString(flag);
+  return ['random-pool', ...GC_FLAGS];
+}
