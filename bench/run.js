@@ -62,16 +62,16 @@ function usage(message) {
 
 function sizesFor(o) {
   const full = {
-    bulkBytes: 1024 ** 3, connCount: 2000, concConns: 200, concReqs: 20, idleStreams: 2000,
+    bulkBytes: 1024 ** 3, connCount: 2000, connWarmup: 2000, concConns: 200, concReqs: 20, idleStreams: 2000,
     fairPersistent: 2000, fairFresh: 300, memSessions: 1000, osshSessions: 200, memStreams: 1000,
     wanConns: 40, wanDelayMs: 10,
     httpRequests: 1000,
     repeats: { bulk: 3, connections: 3, concurrency: 3, fairness: 2, wan: 1, httpfront: 5 },
     jobCapMs: 120_000,
-    budgetS: { bulk: 900, connections: 400, concurrency: 600, fairness: 400, memory: 400, wan: 300, httpfront: 200 },
+    budgetS: { bulk: 900, connections: 450, concurrency: 600, fairness: 400, memory: 400, wan: 300, httpfront: 200 },
   };
   const quick = {
-    bulkBytes: 64 * 1024 ** 2, connCount: 200, concConns: 50, concReqs: 10, idleStreams: 200,
+    bulkBytes: 64 * 1024 ** 2, connCount: 200, connWarmup: 100, concConns: 50, concReqs: 10, idleStreams: 200,
     fairPersistent: 200, fairFresh: 30, memSessions: 100, osshSessions: 20, memStreams: 200,
     wanConns: 10, wanDelayMs: 10,
     httpRequests: 200,

@@ -10,9 +10,9 @@
  * await s.close();
  * ```
  */
-// First, before ssh2 loads: SSH packet padding from a pooled CSPRNG.
-import { installRandomPool } from './transport/random-pool';
-installRandomPool();
+// First, before ssh2 loads: pooled SSH packet padding, cheaper channel closes.
+import { installLibraryTuning } from './transport/process-tuning';
+installLibraryTuning();
 import { Agent } from './agent/agent';
 import { Broker, type BrokerOptions } from './broker/broker';
 import { Helper, type HelperEvents } from './helper/helper';

@@ -30,6 +30,14 @@ class WinstonLogger implements Logger {
   }
 }
 
+/** Local `HH:mm:ss.SSS` (a format string would go through fecha: 1.6 % of a busy agent's CPU). */
+function clockTime(): string {
+  const d = new Date();
+  const two = (n: number) => (n < 10 ? `0${n}` : String(n));
+  const ms = d.getMilliseconds();
+  return `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}.${ms < 10 ? `00${ms}` : ms < 100 ? `0${ms}` : ms}`;
+}
+
 /** Create the process logger. Output goes to stderr unless `stream` says otherwise (stdout is reserved for events). */
 export function createLogger(opts: { format?: LogFormat; level?: LogLevel; scope?: string; silent?: boolean; stream?: NodeJS.WritableStream } = {}): Logger {
   const format = opts.format ?? 'pretty';
@@ -41,7 +49,7 @@ export function createLogger(opts: { format?: LogFormat; level?: LogLevel; scope
       format === 'json'
         ? winston.format.combine(winston.format.timestamp(), winston.format.json())
         : winston.format.combine(
-            winston.format.timestamp({ format: 'HH:mm:ss.SSS' }),
+            winston.format.timestamp({ format: clockTime }),
             winston.format.printf((info) => {
               const { level, message, timestamp, scope, ...rest } = info as Record<string, unknown>;
               const extra = Object.keys(rest).length ? ` ${JSON.stringify(rest)}` : '';

@@ -1,7 +1,9 @@
 /**
  * Process-wide tuning for our own programs (`bin/broker`, `bin/broker-agent`).
  *
- * 1. SSH packet padding from a pooled CSPRNG (`random-pool.ts`).
+ * 1. SSH packet padding from a pooled CSPRNG (`random-pool.ts`), and ssh2 channels
+ *    that do not build a dropped error on every close (`ssh2-channel.ts`): both also
+ *    applied by the package index (`installLibraryTuning`).
  * 2. `--no-concurrent-array-buffer-sweeping`. Every SSH packet and every socket
  *    read is a fresh ArrayBuffer (ssh2 allocates one per packet; node one per
  *    read), about 3 per 64 KiB relayed. With V8's default, buffers that died
@@ -18,13 +20,20 @@
  */
 import v8 from 'node:v8';
 import { installRandomPool } from './random-pool';
+import { patchChannelDestroy } from './ssh2-channel';
 
 export const GC_FLAGS = ['--no-concurrent-array-buffer-sweeping'];
+
+/** The parts that only change how ssh2 works inside, not the process: safe for any host. */
+export function installLibraryTuning(): void {
+  installRandomPool();
+  patchChannelDestroy();
+}
 
 /** Apply the tuning unless disabled; returns what was applied. */
 export function applyProcessTuning(env: NodeJS.ProcessEnv = process.env): string[] {
   if (env.BROKER_PROCESS_TUNING === '0') return [];
-  installRandomPool();
+  installLibraryTuning();
   for (const flag of GC_FLAGS) v8.setFlagsFromString(flag);
   return ['random-pool', ...GC_FLAGS];
 }
