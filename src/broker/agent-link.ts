@@ -11,7 +11,7 @@ import { POOL_SIZE } from '../protocol/constants';
 import { requestSocksConnect, type SocksConnectReply } from '../protocol/socks-handshake';
 import { helperLabel } from '../protocol/socks-auth';
 import { ChannelPool } from '../transport/channel-pool';
-import { capReceiveWindow } from '../transport/stream-window';
+import { capReceiveWindow, markStreamInUse } from '../transport/stream-window';
 import { formatTarget, type Target } from '../protocol/target';
 
 /** Result of asking the device to connect somewhere. */
@@ -86,6 +86,7 @@ export class AgentLink {
     const channel = this.pool
       ? await this.pool.take()
       : await this.openChannel(origin.address, ((origin.helperId - 1) % 65535) + 1);
+    markStreamInUse(channel);
     try {
       // Greeting, helper label (native agents) and request in one write: one round trip.
       const reply = await requestSocksConnect(channel, target, {

@@ -1,5 +1,5 @@
 /**
- * A smaller receive window for bulk-capable tunnel channels.
+ * A smaller receive window for tunnel streams while they share their connection.
  *
  * ssh2 grants every channel a fixed 2 MiB window. When the broker is the slowest
  * stage of a download, up to 2 MiB of that stream waits in the kernel buffers of
@@ -8,19 +8,30 @@
  * the credit we re-grant keeps at most `cap` bytes of any one stream in flight,
  * so small streams pass bulk ones quickly.
  *
+ * The cap costs throughput (the stages of the relay can run less far ahead of
+ * each other: one download alone went from ~450 to ~380 MiB/s on loopback), and
+ * it only buys anything when another stream is there to be delayed. So it holds
+ * while the connection is *shared*: at least two streams in use
+ * (`markStreamInUse`; pre-opened pool channels do not count), or two were in use
+ * less than `SHARED_HOLD_MS` ago (sequential short streams keep it shared). A
+ * stream alone gets ssh2's full window; once others appear, its credit drains to
+ * the cap within one window.
+ *
  * How: ssh2 re-grants by adding to `incoming.window` and then calling the
- * protocol's `channelWindowAdjust(id, amount)`. For capped channels we shrink that
- * amount so the peer's credit never exceeds `cap` (keeping ssh2's accounting equal
- * to what the peer was really granted), re-grant only once half the cap is
- * spent (one adjust per cap/2 bytes, not one per packet), and lower the channel's readable buffer
- * to `cap` so user-space buffering is bounded too. The first 2 MiB granted at
- * channel open is spent once; from then on the cap holds. If ssh2's internals
- * differ from what this expects, nothing is changed.
+ * protocol's `channelWindowAdjust(id, amount)`. While shared we shrink that amount
+ * so the peer's credit never exceeds `cap` (keeping ssh2's accounting equal to
+ * what the peer was really granted), and re-grant only once half the cap is spent
+ * (one adjust per cap/2 bytes, not one per packet). The channel's readable buffer
+ * is lowered to `cap`, so user-space buffering stays bounded by the window either
+ * way. If ssh2's internals differ from what this expects, nothing is changed.
  */
 import type { Duplex } from 'node:stream';
 
 /** Default cap (BROKER_STREAM_WINDOW bytes; 0 keeps ssh2's 2 MiB). */
 export const STREAM_WINDOW = Math.max(0, Number(process.env.BROKER_STREAM_WINDOW ?? 128 * 1024) || 0);
+
+/** How long a connection stays "shared" after its second-to-last stream in use closed. */
+export const SHARED_HOLD_MS = 1000;
 
 interface ChannelInternals {
   incoming: { window: number };
@@ -29,33 +40,57 @@ interface ChannelInternals {
   _readableState?: { highWaterMark: number };
 }
 
+interface Entry {
+  ch: ChannelInternals;
+  cap: number;
+  inUse: boolean;
+}
+
+/** Per SSH connection: its capped channels and how many of them carry a stream. */
+interface Registry {
+  entries: Map<number, Entry>;
+  inUse: number;
+  /** When the connection last stopped having two or more streams in use. */
+  sharedUntil: number;
+}
+
 interface ProtocolInternals {
   channelWindowAdjust?: (recipient: number, amount: number) => unknown;
-  [CAPS]?: Map<number, { ch: ChannelInternals; cap: number }>;
+  [CAPS]?: Registry;
 }
 
 const CAPS = Symbol('windowCaps');
 /** Re-grant once the peer's credit falls to this fraction of the cap: one adjust per cap/2 bytes. */
 const REGRANT_AT = 0.5;
 
-/** Cap how much unconsumed data the peer may send on `channel` (an ssh2 channel). */
+function isShared(reg: Registry): boolean {
+  return reg.inUse >= 2 || Date.now() < reg.sharedUntil;
+}
+
+function registryOf(channel: Duplex): { reg: Registry; ch: ChannelInternals } | undefined {
+  const ch = channel as unknown as ChannelInternals;
+  const reg = ch._client?._protocol?.[CAPS];
+  return reg ? { reg, ch } : undefined;
+}
+
+/** Cap how much unconsumed data the peer may send on `channel` (an ssh2 channel) while its connection is shared. */
 export function capReceiveWindow(channel: Duplex, cap: number = STREAM_WINDOW): void {
   const ch = channel as unknown as ChannelInternals;
   const proto = ch._client?._protocol;
   if (cap <= 0 || !proto || typeof proto.channelWindowAdjust !== 'function' || typeof ch.incoming?.window !== 'number') return;
-  let caps = proto[CAPS];
-  if (!caps) {
-    const registry = new Map<number, { ch: ChannelInternals; cap: number }>();
-    caps = registry;
+  let reg = proto[CAPS];
+  if (!reg) {
+    const registry: Registry = { entries: new Map(), inUse: 0, sharedUntil: 0 };
+    reg = registry;
     proto[CAPS] = registry;
     const original = proto.channelWindowAdjust;
     proto.channelWindowAdjust = function capped(this: unknown, recipient: number, amount: number) {
-      const entry = registry.get(recipient);
-      if (entry) {
-        const granted = entry.ch.incoming.window - amount; // the peer's real credit before this adjust
+      const entry = registry.entries.get(recipient);
+      if (entry && isShared(registry)) {
         // ssh2 calls this on every data packet once below its 1 MiB threshold (always, under a cap):
         // re-grant only when half the cap is spent, so the device leg carries one small
         // WINDOW_ADJUST per cap/2 bytes instead of one per 32 KiB packet.
+        const granted = entry.ch.incoming.window - amount; // the peer's real credit before this adjust
         const wanted = granted > entry.cap * REGRANT_AT ? 0 : entry.cap - granted;
         entry.ch.incoming.window = granted + wanted;
         if (wanted === 0) return undefined;
@@ -65,9 +100,25 @@ export function capReceiveWindow(channel: Duplex, cap: number = STREAM_WINDOW): 
     };
   }
   const id = ch.outgoing.id;
-  caps.set(id, { ch, cap });
+  const entry: Entry = { ch, cap, inUse: false };
+  const registry = reg;
+  registry.entries.set(id, entry);
   if (ch._readableState) ch._readableState.highWaterMark = Math.min(ch._readableState.highWaterMark, cap);
   channel.once('close', () => {
-    if (caps.get(id)?.ch === ch) caps.delete(id);
+    if (registry.entries.get(id) === entry) registry.entries.delete(id);
+    if (entry.inUse) {
+      entry.inUse = false;
+      if (registry.inUse-- >= 2) registry.sharedUntil = Date.now() + SHARED_HOLD_MS;
+    }
   });
+}
+
+/** `channel` (capped with capReceiveWindow) now carries a stream: it counts toward "shared". */
+export function markStreamInUse(channel: Duplex): void {
+  const found = registryOf(channel);
+  if (!found) return;
+  const entry = found.reg.entries.get(found.ch.outgoing.id);
+  if (!entry || entry.ch !== found.ch || entry.inUse) return;
+  entry.inUse = true;
+  found.reg.inUse++;
 }

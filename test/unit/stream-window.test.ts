@@ -1,14 +1,17 @@
 import { Duplex } from 'node:stream';
-import { capReceiveWindow } from '../../src/transport/stream-window';
+import { capReceiveWindow, markStreamInUse, SHARED_HOLD_MS } from '../../src/transport/stream-window';
 
 const MAX_WINDOW = 2 * 1024 * 1024;
+const PACKET = 32 * 1024;
+
+type Proto = { channelWindowAdjust: (id: number, amt: number) => void };
 
 /** Just enough of an ssh2 channel and protocol to replay ssh2's window bookkeeping. */
-function fakeChannel(id: number, proto: { channelWindowAdjust: (id: number, amt: number) => void }) {
+function fakeChannel(id: number, proto: Proto) {
   const ch = new Duplex({ read() {}, write(_c, _e, cb) { cb(); } }) as Duplex & {
     incoming: { window: number };
     outgoing: { id: number };
-    _client: { _protocol: typeof proto };
+    _client: { _protocol: Proto };
   };
   ch.incoming = { window: MAX_WINDOW };
   ch.outgoing = { id };
@@ -24,24 +27,72 @@ function ssh2WindowAdjust(ch: ReturnType<typeof fakeChannel>) {
   ch._client._protocol.channelWindowAdjust(ch.outgoing.id, amt);
 }
 
-test('after the opening 2 MiB, a capped channel is never granted more than the cap', () => {
+/** A peer that believes it has `credit`, sending full packets while it may; returns the adjusts it got. */
+function peer(ch: ReturnType<typeof fakeChannel>, sent: Array<[number, number]>) {
+  const p = {
+    credit: MAX_WINDOW,
+    adjusts: [] as number[],
+    maxCredit: 0,
+    send(packets: number) {
+      for (let i = 0; i < packets; i++) {
+        expect(p.credit).toBeGreaterThanOrEqual(PACKET); // the peer can always send a full packet
+        p.credit -= PACKET;
+        ch.incoming.window -= PACKET;
+        if (ch.incoming.window <= MAX_WINDOW / 2) ssh2WindowAdjust(ch);
+        for (const [id, amt] of sent.splice(0)) {
+          if (id !== ch.outgoing.id) continue;
+          p.credit += amt;
+          p.adjusts.push(amt);
+        }
+        // ssh2's view always equals what the peer was really granted (no dropped data).
+        expect(ch.incoming.window).toBe(p.credit);
+        p.maxCredit = Math.max(p.maxCredit, p.credit);
+      }
+    },
+  };
+  return p;
+}
+
+function setup() {
   const sent: Array<[number, number]> = [];
   const proto = { channelWindowAdjust: (id: number, amt: number) => { sent.push([id, amt]); } };
-  const capped = fakeChannel(7, proto);
-  const plain = fakeChannel(8, proto);
-  capReceiveWindow(capped, 128 * 1024);
+  return { sent, proto };
+}
 
-  // The peer (who believes it has `credit`) sends 32 KiB packets; ssh2 adjusts below 1 MiB.
-  let credit = MAX_WINDOW;
-  for (let i = 0; i < 200; i++) {
-    credit -= 32 * 1024;
-    capped.incoming.window -= 32 * 1024;
-    if (capped.incoming.window <= MAX_WINDOW / 2) ssh2WindowAdjust(capped);
-    for (const [id, amt] of sent.splice(0)) if (id === 7) credit += amt;
-    // ssh2's view always equals what the peer was really granted (no dropped data).
-    expect(capped.incoming.window).toBe(credit);
-    if (i > 70) expect(credit).toBeLessThanOrEqual(128 * 1024);
-  }
+afterEach(() => jest.useRealTimers());
+
+test('a stream alone on its connection keeps ssh2\'s full window', () => {
+  const { sent, proto } = setup();
+  const a = fakeChannel(1, proto);
+  const pooled = fakeChannel(2, proto); // pre-opened, not carrying a stream: does not count
+  capReceiveWindow(a, 128 * 1024);
+  capReceiveWindow(pooled, 128 * 1024);
+  markStreamInUse(a);
+  const pa = peer(a, sent);
+  pa.send(300);
+  expect(pa.adjusts.every((x) => x >= MAX_WINDOW / 2)).toBe(true);
+});
+
+test('while two streams are in use, neither is granted more than the cap, one adjust per half cap', () => {
+  const { sent, proto } = setup();
+  const a = fakeChannel(7, proto);
+  const b = fakeChannel(9, proto);
+  const plain = fakeChannel(8, proto);
+  const cap = 128 * 1024;
+  capReceiveWindow(a, cap);
+  capReceiveWindow(b, cap);
+  markStreamInUse(a);
+  markStreamInUse(b);
+  markStreamInUse(b); // idempotent
+  const pa = peer(a, sent);
+  pa.send(70); // the opening 2 MiB is spent once
+  pa.maxCredit = 0;
+  const before = pa.adjusts.length;
+  pa.send(2000);
+  expect(pa.maxCredit).toBeLessThanOrEqual(cap);
+  const steady = pa.adjusts.slice(before);
+  expect(steady.every((x) => x >= cap / 2)).toBe(true);
+  expect(steady.length).toBeLessThanOrEqual(Math.ceil((2000 * PACKET) / (cap / 2)) + 1);
 
   // An uncapped channel on the same protocol still gets ssh2's full refill.
   plain.incoming.window = 100;
@@ -49,30 +100,31 @@ test('after the opening 2 MiB, a capped channel is never granted more than the c
   expect(sent).toEqual([[8, MAX_WINDOW - 100]]);
 });
 
-test('re-grants once per half cap, not once per packet, and never starves the peer', () => {
-  const sent: Array<[number, number]> = [];
-  const proto = { channelWindowAdjust: (id: number, amt: number) => { sent.push([id, amt]); } };
-  const ch = fakeChannel(3, proto);
-  const cap = 128 * 1024;
-  capReceiveWindow(ch, cap);
-  let credit = MAX_WINDOW;
-  const adjusts: number[] = [];
-  const packets = 2000;
-  for (let i = 0; i < packets; i++) {
-    expect(credit).toBeGreaterThanOrEqual(32 * 1024); // the peer can always send a full packet
-    credit -= 32 * 1024;
-    ch.incoming.window -= 32 * 1024;
-    if (ch.incoming.window <= MAX_WINDOW / 2) ssh2WindowAdjust(ch);
-    for (const [, amt] of sent.splice(0)) { credit += amt; adjusts.push(amt); }
-    expect(ch.incoming.window).toBe(credit);
-  }
-  const steady = adjusts.slice(2);
-  expect(steady.every((a) => a >= cap / 2)).toBe(true);
-  // 2000 packets of 32 KiB: about one adjust per 64 KiB after the opening 2 MiB, not 2000.
-  expect(adjusts.length).toBeLessThanOrEqual(Math.ceil((packets * 32 * 1024 - MAX_WINDOW) / (cap / 2)) + 2);
+test('the cap holds for a while after the other stream closed, then the survivor gets full windows again', () => {
+  jest.useFakeTimers({ now: 1_000_000 });
+  const { sent, proto } = setup();
+  const a = fakeChannel(1, proto);
+  const b = fakeChannel(2, proto);
+  const cap = 64 * 1024;
+  capReceiveWindow(a, cap);
+  capReceiveWindow(b, cap);
+  markStreamInUse(a);
+  markStreamInUse(b);
+  const pa = peer(a, sent);
+  pa.send(100);
+  b.destroy();
+  b.emit('close');
+  jest.setSystemTime(1_000_000 + SHARED_HOLD_MS / 2);
+  pa.maxCredit = 0;
+  pa.send(200);
+  expect(pa.maxCredit).toBeLessThanOrEqual(cap); // still held
+  jest.setSystemTime(1_000_000 + SHARED_HOLD_MS + 1);
+  pa.send(200);
+  expect(pa.maxCredit).toBeGreaterThan(MAX_WINDOW / 2); // alone again: full window
 });
 
 test('does nothing to objects that are not ssh2 channels', () => {
   const d = new Duplex({ read() {}, write(_c, _e, cb) { cb(); } });
   expect(() => capReceiveWindow(d, 1024)).not.toThrow();
+  expect(() => markStreamInUse(d)).not.toThrow();
 });
