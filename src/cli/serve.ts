@@ -3,6 +3,7 @@ import { Broker } from '../broker/broker';
 import { formatHostPort } from '../config';
 import { createLogger, type LogFormat, type LogLevel } from '../log';
 import { Defaults } from '../protocol/constants';
+import { appliedProcessTuning } from '../transport/process-tuning';
 import { fail } from './exit';
 import { defaultDataDir, durationOption, listenOption } from './options';
 
@@ -44,7 +45,7 @@ export async function runServe(args: ServeArgs): Promise<void> {
     const ssh = formatHostPort(a.host, a.port);
     const m = broker.metricsAddr();
     const metrics = m ? formatHostPort(m.host, m.port) : undefined;
-    if (json) process.stdout.write(`${JSON.stringify({ event: 'listening', ssh, fingerprint: broker.fingerprint, metrics })}\n`);
+    if (json) process.stdout.write(`${JSON.stringify({ event: 'listening', ssh, fingerprint: broker.fingerprint, metrics, tuning: appliedProcessTuning() })}\n`);
     else process.stdout.write(`broker listening on ${ssh}\nhost key fingerprint ${broker.fingerprint}\n${metrics ? `metrics on http://${metrics}/metrics\n` : ''}`);
     const stop = (signal: string) => {
       log.info('shutting down', { signal });

@@ -30,10 +30,18 @@ export function installLibraryTuning(): void {
   patchChannelDestroy();
 }
 
+let applied: string[] = [];
+
 /** Apply the tuning unless disabled; returns what was applied. */
 export function applyProcessTuning(env: NodeJS.ProcessEnv = process.env): string[] {
   if (env.BROKER_PROCESS_TUNING === '0') return [];
   installLibraryTuning();
   for (const flag of GC_FLAGS) v8.setFlagsFromString(flag);
-  return ['random-pool', ...GC_FLAGS];
+  applied = ['random-pool', ...GC_FLAGS];
+  return applied;
+}
+
+/** What applyProcessTuning() applied in this process (`broker serve` reports it at start). */
+export function appliedProcessTuning(): string[] {
+  return [...applied];
 }

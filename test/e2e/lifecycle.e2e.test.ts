@@ -21,8 +21,18 @@ test('by default the broker listens on every interface, IPv6 and IPv4 (like sshd
   const ev = await proc.waitFor((l) => l.event === 'listening', 15_000, 'the listening line');
   const { host, port } = splitHostPort(String(ev.ssh));
   expect(['::', '0.0.0.0']).toContain(host);
+  // bin/ tuned the process before anything loaded ssh2 (docs/performance.md: the GC flag doubled throughput)
+  expect(ev.tuning).toEqual(['random-pool', '--no-concurrent-array-buffer-sweeping']);
   expect(await banner('127.0.0.1', port)).toMatch(/^SSH-2\.0-/);
   if (host === '::') expect(await banner('::1', port)).toMatch(/^SSH-2\.0-/);
+  proc.kill('SIGTERM');
+  expect(await proc.waitExit(10_000)).toBe(0);
+});
+
+test('BROKER_PROCESS_TUNING=0 leaves the process as node starts it', async () => {
+  const proc = spawnProc('broker', BROKER_BIN, ['serve', '--listen', '127.0.0.1:0', '--data-dir', tempDir('rab-broker-'), '--log-format', 'json'], { env: { BROKER_PROCESS_TUNING: '0' } });
+  const ev = await proc.waitFor((l) => l.event === 'listening', 15_000, 'the listening line');
+  expect(ev.tuning).toEqual([]);
   proc.kill('SIGTERM');
   expect(await proc.waitExit(10_000)).toBe(0);
 });

@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import { applyProcessTuning, GC_FLAGS } from '../../src/transport/process-tuning';
+import { applyProcessTuning, appliedProcessTuning, GC_FLAGS } from '../../src/transport/process-tuning';
 
 test('BROKER_PROCESS_TUNING=0 applies nothing', () => {
   const before = crypto.randomFillSync;
@@ -9,6 +9,7 @@ test('BROKER_PROCESS_TUNING=0 applies nothing', () => {
 
 test('by default: the padding pool and the GC flags, and applying twice is harmless', () => {
   expect(applyProcessTuning({})).toEqual(['random-pool', ...GC_FLAGS]);
+  expect(appliedProcessTuning()).toEqual(['random-pool', ...GC_FLAGS]);
   const pooled = crypto.randomFillSync;
   expect(applyProcessTuning({})).toEqual(['random-pool', ...GC_FLAGS]);
   expect(crypto.randomFillSync).toBe(pooled);
