@@ -29,6 +29,26 @@ function rotated(list, k) {
   return list.map((_, i) => list[(i + k) % n]);
 }
 
+/**
+ * The repeat loop the scenarios share: for each repeat, `fn` on each of
+ * `items(rep)` (usually the variants, rotated by the repeat) until the budget is
+ * spent; an error is recorded under `label(item)` and the loop goes on.
+ * Resolves false when the budget ran out.
+ */
+async function eachRun({ reps, items, budget, res, label }, fn) {
+  for (let rep = 0; rep < reps; rep++) {
+    for (const item of items(rep)) {
+      if (!budget.ok()) { res.partial('budget exhausted'); return false; }
+      try {
+        await fn(item, rep);
+      } catch (err) {
+        res.error(`${label(item)}: ${err.message}`);
+      }
+    }
+  }
+  return true;
+}
+
 function sum(pids, f) {
   let s = 0;
   for (const p of pids) { const v = f(p); if (Number.isFinite(v)) s += v; }
@@ -73,26 +93,21 @@ async function bulk(ctx, res) {
     { key: 'upload 8 streams', job: 'bulkUpload', streams: 8, bytes: per8 },
   ];
   res.note(`download/upload: 1 stream x ${fmtBytes(one)}, 8 streams x ${fmtBytes(per8)} each (${fmtBytes(per8 * 8)} total); setup excluded from the timing`);
-  for (let rep = 0; rep < sizes.repeats.bulk; rep++) {
-    for (const kind of kinds) {
-      for (const v of rotated(variants, rep)) {
-        if (!budget.ok()) { res.partial('budget exhausted'); return; }
-        ctx.log(`bulk: ${kind.key} via ${v.name} (run ${rep + 1}/${sizes.repeats.bulk})`);
-        try {
-          const m = await measured(v, () => runJob(kind.job, { socks: v.socks, target: ctx.target, streams: kind.streams, bytes: kind.bytes, deadlineMs: budget.jobMs(sizes.jobCapMs) }, { hardTimeoutMs: sizes.jobCapMs + 60_000 }));
-          if (m.r.partial) res.partial(`${kind.key} via ${v.name}: did not finish in time (${fmtBytes(m.r.bytes)} moved)`);
-          res.add(`${kind.key}`, 'MiB/s', 'higher', v.name, m.r.MiBps);
-          if (v.name !== 'direct') {
-            res.add(`${kind.key}: tunnel CPU`, 'ms/GiB', 'lower', v.name, m.cpuMs / (m.r.bytes / GiB));
-            res.add(`${kind.key}: tunnel RSS growth`, 'MiB', 'lower', v.name, (m.rssPeakKiB - m.rss0KiB) / 1024);
-          }
-          res.raw({ kind: kind.key, variant: v.name, rep, ...m.r, tunnelCpuMs: m.cpuMs, tunnelRssPeakKiB: m.rssPeakKiB });
-        } catch (err) {
-          res.error(`${kind.key} via ${v.name}: ${err.message}`);
-        }
-      }
+  await eachRun({
+    reps: sizes.repeats.bulk, budget, res,
+    items: (rep) => kinds.flatMap((kind) => rotated(variants, rep).map((v) => ({ kind, v }))),
+    label: ({ kind, v }) => `${kind.key} via ${v.name}`,
+  }, async ({ kind, v }, rep) => {
+    ctx.log(`bulk: ${kind.key} via ${v.name} (run ${rep + 1}/${sizes.repeats.bulk})`);
+    const m = await measured(v, () => runJob(kind.job, { socks: v.socks, target: ctx.target, streams: kind.streams, bytes: kind.bytes, deadlineMs: budget.jobMs(sizes.jobCapMs) }, { hardTimeoutMs: sizes.jobCapMs + 60_000 }));
+    if (m.r.partial) res.partial(`${kind.key} via ${v.name}: did not finish in time (${fmtBytes(m.r.bytes)} moved)`);
+    res.add(`${kind.key}`, 'MiB/s', 'higher', v.name, m.r.MiBps);
+    if (v.name !== 'direct') {
+      res.add(`${kind.key}: tunnel CPU`, 'ms/GiB', 'lower', v.name, m.cpuMs / (m.r.bytes / GiB));
+      res.add(`${kind.key}: tunnel RSS growth`, 'MiB', 'lower', v.name, (m.rssPeakKiB - m.rss0KiB) / 1024);
     }
-  }
+    res.raw({ kind: kind.key, variant: v.name, rep, ...m.r, tunnelCpuMs: m.cpuMs, tunnelRssPeakKiB: m.rssPeakKiB });
+  });
 }
 
 /** Upper bound on the connection warm-up per variant (ssh -N needs ~44 ms per connection). */
@@ -117,25 +132,18 @@ async function connections(ctx, res) {
       res.error(`${v.name} warm-up: ${err.message}`);
     }
   }
-  for (let rep = 0; rep < sizes.repeats.connections; rep++) {
-    for (const v of rotated(variants, rep)) {
-      if (!budget.ok()) { res.partial('budget exhausted'); return; }
-      ctx.log(`connections: ${sizes.connCount} sequential via ${v.name} (run ${rep + 1}/${sizes.repeats.connections})`);
-      try {
-        const m = await measured(v, () => runJob('connSetup', { socks: v.socks, target: ctx.target, count: sizes.connCount, deadlineMs: budget.jobMs(sizes.jobCapMs) }, { hardTimeoutMs: sizes.jobCapMs + 60_000 }));
-        const r = m.r;
-        if (r.partial) res.partial(`${v.name}: ${r.n}/${sizes.connCount} connections before the deadline`);
-        if (r.errors) res.error(`${v.name}: ${r.errors} failed connections (first: ${r.firstError})`);
-        res.add('new connection + request p50', 'ms', 'lower', v.name, r.p50);
-        res.add('new connection + request p99', 'ms', 'lower', v.name, r.p99);
-        res.add('connections/s (sequential)', 'conn/s', 'higher', v.name, r.connPerSec);
-        if (v.name !== 'direct') res.add('tunnel CPU per connection', 'ms', 'lower', v.name, m.cpuMs / Math.max(1, r.n));
-        res.raw({ variant: v.name, rep, ...r, tunnelCpuMs: m.cpuMs });
-      } catch (err) {
-        res.error(`${v.name}: ${err.message}`);
-      }
-    }
-  }
+  await eachRun({ reps: sizes.repeats.connections, items: (rep) => rotated(variants, rep), budget, res, label: (v) => v.name }, async (v, rep) => {
+    ctx.log(`connections: ${sizes.connCount} sequential via ${v.name} (run ${rep + 1}/${sizes.repeats.connections})`);
+    const m = await measured(v, () => runJob('connSetup', { socks: v.socks, target: ctx.target, count: sizes.connCount, deadlineMs: budget.jobMs(sizes.jobCapMs) }, { hardTimeoutMs: sizes.jobCapMs + 60_000 }));
+    const r = m.r;
+    if (r.partial) res.partial(`${v.name}: ${r.n}/${sizes.connCount} connections before the deadline`);
+    if (r.errors) res.error(`${v.name}: ${r.errors} failed connections (first: ${r.firstError})`);
+    res.add('new connection + request p50', 'ms', 'lower', v.name, r.p50);
+    res.add('new connection + request p99', 'ms', 'lower', v.name, r.p99);
+    res.add('connections/s (sequential)', 'conn/s', 'higher', v.name, r.connPerSec);
+    if (v.name !== 'direct') res.add('tunnel CPU per connection', 'ms', 'lower', v.name, m.cpuMs / Math.max(1, r.n));
+    res.raw({ variant: v.name, rep, ...r, tunnelCpuMs: m.cpuMs });
+  });
 }
 
 async function concurrency(ctx, res) {
@@ -143,26 +151,20 @@ async function concurrency(ctx, res) {
   const variants = await ctx.variants();
   const budget = new Budget(sizes.budgetS.concurrency);
   res.note(`${sizes.concConns} concurrent connections x ${sizes.concReqs} sequential tiny requests each; then ${sizes.idleStreams} idle streams held open (opened ${64} at a time), then one request on every one of them at once`);
-  for (let rep = 0; rep < sizes.repeats.concurrency; rep++) {
-    for (const v of rotated(variants, rep)) {
-      if (!budget.ok()) { res.partial('budget exhausted'); return; }
-      ctx.log(`concurrency: ${sizes.concConns}x${sizes.concReqs} via ${v.name} (run ${rep + 1}/${sizes.repeats.concurrency})`);
-      try {
-        const m = await measured(v, () => runJob('concurrency', { socks: v.socks, target: ctx.target, conns: sizes.concConns, reqs: sizes.concReqs, deadlineMs: budget.jobMs(sizes.jobCapMs) }, { hardTimeoutMs: sizes.jobCapMs + 60_000 }));
-        const r = m.r;
-        if (r.partial) res.partial(`${v.name}: ${r.requests}/${sizes.concConns * sizes.concReqs} requests`);
-        if (r.errors) res.error(`${v.name}: ${r.errors} connections failed (first: ${r.firstError})`);
-        res.add(`${sizes.concConns}x${sizes.concReqs}: wall time`, 'ms', 'lower', v.name, r.ms);
-        res.add(`${sizes.concConns}x${sizes.concReqs}: requests/s`, 'req/s', 'higher', v.name, r.reqPerSec);
-        res.add(`${sizes.concConns}x${sizes.concReqs}: request p50`, 'ms', 'lower', v.name, r.request.p50);
-        res.add(`${sizes.concConns}x${sizes.concReqs}: request p99`, 'ms', 'lower', v.name, r.request.p99);
-        res.add(`${sizes.concConns}x${sizes.concReqs}: open p99`, 'ms', 'lower', v.name, r.open.p99);
-        res.raw({ part: 'concurrent', variant: v.name, rep, ...r, tunnelCpuMs: m.cpuMs });
-      } catch (err) {
-        res.error(`${v.name}: ${err.message}`);
-      }
-    }
-  }
+  const finished = await eachRun({ reps: sizes.repeats.concurrency, items: (rep) => rotated(variants, rep), budget, res, label: (v) => v.name }, async (v, rep) => {
+    ctx.log(`concurrency: ${sizes.concConns}x${sizes.concReqs} via ${v.name} (run ${rep + 1}/${sizes.repeats.concurrency})`);
+    const m = await measured(v, () => runJob('concurrency', { socks: v.socks, target: ctx.target, conns: sizes.concConns, reqs: sizes.concReqs, deadlineMs: budget.jobMs(sizes.jobCapMs) }, { hardTimeoutMs: sizes.jobCapMs + 60_000 }));
+    const r = m.r;
+    if (r.partial) res.partial(`${v.name}: ${r.requests}/${sizes.concConns * sizes.concReqs} requests`);
+    if (r.errors) res.error(`${v.name}: ${r.errors} connections failed (first: ${r.firstError})`);
+    res.add(`${sizes.concConns}x${sizes.concReqs}: wall time`, 'ms', 'lower', v.name, r.ms);
+    res.add(`${sizes.concConns}x${sizes.concReqs}: requests/s`, 'req/s', 'higher', v.name, r.reqPerSec);
+    res.add(`${sizes.concConns}x${sizes.concReqs}: request p50`, 'ms', 'lower', v.name, r.request.p50);
+    res.add(`${sizes.concConns}x${sizes.concReqs}: request p99`, 'ms', 'lower', v.name, r.request.p99);
+    res.add(`${sizes.concConns}x${sizes.concReqs}: open p99`, 'ms', 'lower', v.name, r.open.p99);
+    res.raw({ part: 'concurrent', variant: v.name, rep, ...r, tunnelCpuMs: m.cpuMs });
+  });
+  if (!finished) return;
   // Idle streams (once per variant: heavy).
   for (const v of variants) {
     if (!budget.ok()) { res.partial('budget exhausted'); return; }
@@ -198,42 +200,35 @@ async function fairness(ctx, res) {
   const variants = await ctx.variants();
   const budget = new Budget(sizes.budgetS.fairness);
   res.note(`helper B: ${sizes.fairPersistent} tiny requests on one connection, then ${sizes.fairFresh} tiny requests on new connections; alone ("idle"), then while helper A downloads without pause through the same device ("loaded")`);
-  for (let rep = 0; rep < sizes.repeats.fairness; rep++) {
-    for (const v of rotated(variants, rep)) {
-      if (!budget.ok()) { res.partial('budget exhausted'); return; }
-      const socksB = v.name === 'direct' ? null : v.socksB;
-      const bParams = { socks: socksB, target: ctx.target, persistent: sizes.fairPersistent, fresh: sizes.fairFresh };
-      try {
-        ctx.log(`fairness: helper B alone via ${v.name} (run ${rep + 1}/${sizes.repeats.fairness})`);
-        const idle = await runJob('tinyLatency', { ...bParams, deadlineMs: budget.jobMs(sizes.jobCapMs) }, { hardTimeoutMs: sizes.jobCapMs + 60_000 });
-        ctx.log(`fairness: helper B while helper A downloads via ${v.name}`);
-        const a = startJob('bulkUntilStopped', { socks: v.socks, target: ctx.target }, { hardTimeoutMs: sizes.jobCapMs * 2 + 120_000 });
-        await Promise.race([a.held, a.done]);
-        await sleep(1000); // let the download reach steady state
-        let loaded;
-        try {
-          loaded = await runJob('tinyLatency', { ...bParams, deadlineMs: budget.jobMs(sizes.jobCapMs) }, { hardTimeoutMs: sizes.jobCapMs + 60_000 });
-        } finally {
-          a.release();
-        }
-        const ar = await a.done;
-        if (idle.partial || loaded.partial) res.partial(`${v.name}: helper B did not finish its requests in time`);
-        if (loaded.errors) res.error(`${v.name}: helper B had ${loaded.errors} errors under load (first: ${loaded.firstError})`);
-        res.add('B same-connection p50, idle', 'ms', 'lower', v.name, idle.persistent.p50);
-        res.add('B same-connection p99, idle', 'ms', 'lower', v.name, idle.persistent.p99);
-        res.add('B same-connection p50, A downloading', 'ms', 'lower', v.name, loaded.persistent.p50);
-        res.add('B same-connection p99, A downloading', 'ms', 'lower', v.name, loaded.persistent.p99);
-        res.add('B new-connection p50, idle', 'ms', 'lower', v.name, idle.fresh.p50);
-        res.add('B new-connection p99, idle', 'ms', 'lower', v.name, idle.fresh.p99);
-        res.add('B new-connection p50, A downloading', 'ms', 'lower', v.name, loaded.fresh.p50);
-        res.add('B new-connection p99, A downloading', 'ms', 'lower', v.name, loaded.fresh.p99);
-        res.add('A download while B runs', 'MiB/s', 'higher', v.name, ar.MiBps);
-        res.raw({ variant: v.name, rep, idle, loaded, a: ar });
-      } catch (err) {
-        res.error(`${v.name}: ${err.message}`);
-      }
+  await eachRun({ reps: sizes.repeats.fairness, items: (rep) => rotated(variants, rep), budget, res, label: (v) => v.name }, async (v, rep) => {
+    const socksB = v.name === 'direct' ? null : v.socksB;
+    const bParams = { socks: socksB, target: ctx.target, persistent: sizes.fairPersistent, fresh: sizes.fairFresh };
+    ctx.log(`fairness: helper B alone via ${v.name} (run ${rep + 1}/${sizes.repeats.fairness})`);
+    const idle = await runJob('tinyLatency', { ...bParams, deadlineMs: budget.jobMs(sizes.jobCapMs) }, { hardTimeoutMs: sizes.jobCapMs + 60_000 });
+    ctx.log(`fairness: helper B while helper A downloads via ${v.name}`);
+    const a = startJob('bulkUntilStopped', { socks: v.socks, target: ctx.target }, { hardTimeoutMs: sizes.jobCapMs * 2 + 120_000 });
+    await Promise.race([a.held, a.done]);
+    await sleep(1000); // let the download reach steady state
+    let loaded;
+    try {
+      loaded = await runJob('tinyLatency', { ...bParams, deadlineMs: budget.jobMs(sizes.jobCapMs) }, { hardTimeoutMs: sizes.jobCapMs + 60_000 });
+    } finally {
+      a.release();
     }
-  }
+    const ar = await a.done;
+    if (idle.partial || loaded.partial) res.partial(`${v.name}: helper B did not finish its requests in time`);
+    if (loaded.errors) res.error(`${v.name}: helper B had ${loaded.errors} errors under load (first: ${loaded.firstError})`);
+    res.add('B same-connection p50, idle', 'ms', 'lower', v.name, idle.persistent.p50);
+    res.add('B same-connection p99, idle', 'ms', 'lower', v.name, idle.persistent.p99);
+    res.add('B same-connection p50, A downloading', 'ms', 'lower', v.name, loaded.persistent.p50);
+    res.add('B same-connection p99, A downloading', 'ms', 'lower', v.name, loaded.persistent.p99);
+    res.add('B new-connection p50, idle', 'ms', 'lower', v.name, idle.fresh.p50);
+    res.add('B new-connection p99, idle', 'ms', 'lower', v.name, idle.fresh.p99);
+    res.add('B new-connection p50, A downloading', 'ms', 'lower', v.name, loaded.fresh.p50);
+    res.add('B new-connection p99, A downloading', 'ms', 'lower', v.name, loaded.fresh.p99);
+    res.add('A download while B runs', 'MiB/s', 'higher', v.name, ar.MiBps);
+    res.raw({ variant: v.name, rep, idle, loaded, a: ar });
+  });
 }
 
 /** Ask the memory broker (preloaded with mem-probe.js) for a post-GC memoryUsage(). */
@@ -424,25 +419,18 @@ async function wan(ctx, res) {
     const ob = ctx.sshd ? 2 : 0;
     ctx.log('wan: starting our chain through the delay relays');
     chains.push(await ours.startChain(wanDir, ctx.target, { broker, helpers: 1, helperAddress: `127.0.0.1:${ports[ob]}`, deviceAddress: `127.0.0.1:${ports[ob + 1]}`, tag: '-wan' }));
-    for (let rep = 0; rep < sizes.repeats.wan; rep++) {
-      for (const v of rotated(chains, rep)) {
-        if (!budget.ok()) { res.partial('budget exhausted'); return; }
-        ctx.log(`wan: ${sizes.wanConns} new connections via ${v.name} (run ${rep + 1}/${sizes.repeats.wan})`);
-        try {
-          const r = await runJob('wanTimings', { socks: v.socks, target: ctx.target, count: sizes.wanConns, deadlineMs: budget.jobMs(sizes.jobCapMs) }, { hardTimeoutMs: sizes.jobCapMs + 60_000 });
-          if (r.errors) res.error(`${v.name}: ${r.errors} connections failed (first: ${r.firstError})`);
-          if (r.partial) res.partial(`${v.name}: ${r.firstByte.n}/${sizes.wanConns} connections`);
-          for (const [k, label] of [['greeting', 'SOCKS greeting reply'], ['success', 'SOCKS success reply'], ['firstByte', 'first response byte']]) {
-            res.add(`${label} p50`, 'ms', 'lower', v.name, r[k].p50);
-            res.add(`${label} p50 in round trips`, 'RTT', 'lower', v.name, r[k].p50 / rtt);
-            res.add(`${label} p90`, 'ms', 'lower', v.name, r[k].p90);
-          }
-          res.raw({ variant: v.name, rep, ...r });
-        } catch (err) {
-          res.error(`${v.name}: ${err.message}`);
-        }
+    await eachRun({ reps: sizes.repeats.wan, items: (rep) => rotated(chains, rep), budget, res, label: (v) => v.name }, async (v, rep) => {
+      ctx.log(`wan: ${sizes.wanConns} new connections via ${v.name} (run ${rep + 1}/${sizes.repeats.wan})`);
+      const r = await runJob('wanTimings', { socks: v.socks, target: ctx.target, count: sizes.wanConns, deadlineMs: budget.jobMs(sizes.jobCapMs) }, { hardTimeoutMs: sizes.jobCapMs + 60_000 });
+      if (r.errors) res.error(`${v.name}: ${r.errors} connections failed (first: ${r.firstError})`);
+      if (r.partial) res.partial(`${v.name}: ${r.firstByte.n}/${sizes.wanConns} connections`);
+      for (const [k, label] of [['greeting', 'SOCKS greeting reply'], ['success', 'SOCKS success reply'], ['firstByte', 'first response byte']]) {
+        res.add(`${label} p50`, 'ms', 'lower', v.name, r[k].p50);
+        res.add(`${label} p50 in round trips`, 'RTT', 'lower', v.name, r[k].p50 / rtt);
+        res.add(`${label} p90`, 'ms', 'lower', v.name, r[k].p90);
       }
-    }
+      res.raw({ variant: v.name, rep, ...r });
+    });
   } finally {
     for (const c of chains) await c.close();
     await procs.stop(relay);
@@ -470,28 +458,22 @@ async function httpfront(ctx, res) {
   const count = sizes.httpRequests;
   res.note(`${count} sequential keep-alive GETs (2-byte body) per run, one reused client connection; target is an HTTP server in the client process`);
   try {
-    for (let rep = 0; rep < sizes.repeats.httpfront; rep++) {
-      for (const [mode, variant, proxy] of rotated([['http', 'ours', join.http], ['socks', 'ours', join.socks], ['direct', 'direct', undefined]], rep)) {
-        if (!budget.ok()) { res.partial('budget exhausted'); return; }
-        ctx.log(`httpfront: ${count} keep-alive requests via ${mode} (run ${rep + 1}/${sizes.repeats.httpfront})`);
-        try {
-          const r = await runJob('httpKeepAlive', { mode, proxy, count, deadlineMs: budget.jobMs(sizes.jobCapMs) }, { hardTimeoutMs: sizes.jobCapMs + 60_000 });
-          if (r.errors) res.error(`${mode}: ${r.errors} failed requests (first: ${r.firstError})`);
-          if (r.partial) res.partial(`${mode}: ${r.n}/${count} requests before the deadline`);
-          const label = mode === 'direct' ? 'HTTP proxy' : mode === 'http' ? 'HTTP proxy' : 'SOCKS';
-          const rows = mode === 'direct' ? ['HTTP proxy', 'SOCKS'] : [label];
-          for (const l of rows) {
-            res.add(`keep-alive requests/s via ${l}`, 'req/s', 'higher', variant, r.reqPerSec);
-            res.add(`keep-alive request p50 via ${l}`, 'ms', 'lower', variant, r.p50);
-            res.add(`keep-alive request p99 via ${l}`, 'ms', 'lower', variant, r.p99);
-          }
-          if (mode !== 'direct') res.add(`target connections used via ${label}`, 'conns', 'lower', variant, r.upstreamConns);
-          res.raw({ mode, rep, ...r });
-        } catch (err) {
-          res.error(`${mode}: ${err.message}`);
-        }
+    const modes = [['http', 'ours', join.http], ['socks', 'ours', join.socks], ['direct', 'direct', undefined]];
+    await eachRun({ reps: sizes.repeats.httpfront, items: (rep) => rotated(modes, rep), budget, res, label: ([mode]) => mode }, async ([mode, variant, proxy], rep) => {
+      ctx.log(`httpfront: ${count} keep-alive requests via ${mode} (run ${rep + 1}/${sizes.repeats.httpfront})`);
+      const r = await runJob('httpKeepAlive', { mode, proxy, count, deadlineMs: budget.jobMs(sizes.jobCapMs) }, { hardTimeoutMs: sizes.jobCapMs + 60_000 });
+      if (r.errors) res.error(`${mode}: ${r.errors} failed requests (first: ${r.firstError})`);
+      if (r.partial) res.partial(`${mode}: ${r.n}/${count} requests before the deadline`);
+      const label = mode === 'socks' ? 'SOCKS' : 'HTTP proxy';
+      const rows = mode === 'direct' ? ['HTTP proxy', 'SOCKS'] : [label];
+      for (const l of rows) {
+        res.add(`keep-alive requests/s via ${l}`, 'req/s', 'higher', variant, r.reqPerSec);
+        res.add(`keep-alive request p50 via ${l}`, 'ms', 'lower', variant, r.p50);
+        res.add(`keep-alive request p99 via ${l}`, 'ms', 'lower', variant, r.p99);
       }
-    }
+      if (mode !== 'direct') res.add(`target connections used via ${label}`, 'conns', 'lower', variant, r.upstreamConns);
+      res.raw({ mode, rep, ...r });
+    });
   } finally {
     await Promise.all([join.child, expose.child, broker.child].map((c) => procs.stop(c, 3000)));
   }

@@ -15,7 +15,7 @@
  *    twice the single-stream throughput (docs/performance.md).
  *    V8 reads this flag each time it sweeps, so setting it at startup works.
  *
- * `BROKER_PROCESS_TUNING=0` turns both off (for measuring their effect).
+ * `BROKER_PROCESS_TUNING=0` turns all of it off (for measuring its effect).
  * Call before ssh2 is loaded (the padding pool needs it).
  */
 import v8 from 'node:v8';

@@ -59,9 +59,7 @@ export function installRandomPool(): boolean {
   const mod = crypto as unknown as { randomFillSync: RandomFillSync & { [INSTALLED]?: true } };
   if (mod.randomFillSync[INSTALLED]) return false;
   const original = mod.randomFillSync;
-  const pool = new RandomPool((buf) => {
-    original(buf);
-  });
+  const pool = new RandomPool((buf) => original(buf));
   const pooled = function randomFillSync(buf: unknown, offset?: unknown, size?: unknown) {
     if (
       buf instanceof Uint8Array &&

@@ -67,58 +67,54 @@ function isShared(reg: Registry): boolean {
   return reg.inUse >= 2 || Date.now() < reg.sharedUntil;
 }
 
-function registryOf(channel: Duplex): { reg: Registry; ch: ChannelInternals } | undefined {
-  const ch = channel as unknown as ChannelInternals;
-  const reg = ch._client?._protocol?.[CAPS];
-  return reg ? { reg, ch } : undefined;
+/** Give `proto` a registry and route its window adjusts through the cap. */
+function installRegistry(proto: ProtocolInternals, original: (recipient: number, amount: number) => unknown): Registry {
+  const registry: Registry = { entries: new Map(), inUse: 0, sharedUntil: 0 };
+  proto[CAPS] = registry;
+  proto.channelWindowAdjust = function capped(this: unknown, recipient: number, amount: number) {
+    const entry = registry.entries.get(recipient);
+    if (entry && isShared(registry)) {
+      // ssh2 calls this on every data packet once below its 1 MiB threshold (always, under a cap):
+      // re-grant only when half the cap is spent, so the device leg carries one small
+      // WINDOW_ADJUST per cap/2 bytes instead of one per 32 KiB packet.
+      const granted = entry.ch.incoming.window - amount; // the peer's real credit before this adjust
+      const wanted = granted > entry.cap * REGRANT_AT ? 0 : entry.cap - granted;
+      entry.ch.incoming.window = granted + wanted;
+      if (wanted === 0) return undefined;
+      amount = wanted;
+    }
+    return original.call(this, recipient, amount);
+  };
+  return registry;
 }
 
 /** Cap how much unconsumed data the peer may send on `channel` (an ssh2 channel) while its connection is shared. */
 export function capReceiveWindow(channel: Duplex, cap: number = STREAM_WINDOW): void {
   const ch = channel as unknown as ChannelInternals;
   const proto = ch._client?._protocol;
-  if (cap <= 0 || !proto || typeof proto.channelWindowAdjust !== 'function' || typeof ch.incoming?.window !== 'number') return;
-  let reg = proto[CAPS];
-  if (!reg) {
-    const registry: Registry = { entries: new Map(), inUse: 0, sharedUntil: 0 };
-    reg = registry;
-    proto[CAPS] = registry;
-    const original = proto.channelWindowAdjust;
-    proto.channelWindowAdjust = function capped(this: unknown, recipient: number, amount: number) {
-      const entry = registry.entries.get(recipient);
-      if (entry && isShared(registry)) {
-        // ssh2 calls this on every data packet once below its 1 MiB threshold (always, under a cap):
-        // re-grant only when half the cap is spent, so the device leg carries one small
-        // WINDOW_ADJUST per cap/2 bytes instead of one per 32 KiB packet.
-        const granted = entry.ch.incoming.window - amount; // the peer's real credit before this adjust
-        const wanted = granted > entry.cap * REGRANT_AT ? 0 : entry.cap - granted;
-        entry.ch.incoming.window = granted + wanted;
-        if (wanted === 0) return undefined;
-        amount = wanted;
-      }
-      return original.call(this, recipient, amount);
-    };
-  }
+  const adjust = proto?.channelWindowAdjust;
+  if (cap <= 0 || !proto || typeof adjust !== 'function' || typeof ch.incoming?.window !== 'number') return;
+  const registry = proto[CAPS] ?? installRegistry(proto, adjust);
   const id = ch.outgoing.id;
   const entry: Entry = { ch, cap, inUse: false };
-  const registry = reg;
   registry.entries.set(id, entry);
   if (ch._readableState) ch._readableState.highWaterMark = Math.min(ch._readableState.highWaterMark, cap);
   channel.once('close', () => {
     if (registry.entries.get(id) === entry) registry.entries.delete(id);
-    if (entry.inUse) {
-      entry.inUse = false;
-      if (registry.inUse-- >= 2) registry.sharedUntil = Date.now() + SHARED_HOLD_MS;
-    }
+    if (!entry.inUse) return;
+    entry.inUse = false;
+    registry.inUse--;
+    // The connection just stopped being shared: keep the cap a little longer.
+    if (registry.inUse === 1) registry.sharedUntil = Date.now() + SHARED_HOLD_MS;
   });
 }
 
 /** `channel` (capped with capReceiveWindow) now carries a stream: it counts toward "shared". */
 export function markStreamInUse(channel: Duplex): void {
-  const found = registryOf(channel);
-  if (!found) return;
-  const entry = found.reg.entries.get(found.ch.outgoing.id);
-  if (!entry || entry.ch !== found.ch || entry.inUse) return;
+  const ch = channel as unknown as Partial<ChannelInternals>;
+  const registry = ch._client?._protocol?.[CAPS];
+  const entry = ch.outgoing && registry?.entries.get(ch.outgoing.id);
+  if (!registry || !entry || entry.ch !== ch || entry.inUse) return;
   entry.inUse = true;
-  found.reg.inUse++;
+  registry.inUse++;
 }

@@ -59,6 +59,18 @@ function setup() {
   return { sent, proto };
 }
 
+/** Two capped channels on one protocol, both carrying a stream: the connection is shared. */
+function twoStreamsInUse(cap: number, ids: [number, number] = [1, 2]) {
+  const { sent, proto } = setup();
+  const a = fakeChannel(ids[0], proto);
+  const b = fakeChannel(ids[1], proto);
+  capReceiveWindow(a, cap);
+  capReceiveWindow(b, cap);
+  markStreamInUse(a);
+  markStreamInUse(b);
+  return { sent, proto, a, b };
+}
+
 afterEach(() => jest.useRealTimers());
 
 test('a stream alone on its connection keeps ssh2\'s full window', () => {
@@ -74,15 +86,9 @@ test('a stream alone on its connection keeps ssh2\'s full window', () => {
 });
 
 test('while two streams are in use, neither is granted more than the cap, one adjust per half cap', () => {
-  const { sent, proto } = setup();
-  const a = fakeChannel(7, proto);
-  const b = fakeChannel(9, proto);
-  const plain = fakeChannel(8, proto);
   const cap = 128 * 1024;
-  capReceiveWindow(a, cap);
-  capReceiveWindow(b, cap);
-  markStreamInUse(a);
-  markStreamInUse(b);
+  const { sent, proto, a, b } = twoStreamsInUse(cap, [7, 9]);
+  const plain = fakeChannel(8, proto);
   markStreamInUse(b); // idempotent
   const pa = peer(a, sent);
   pa.send(70); // the opening 2 MiB is spent once
@@ -102,14 +108,8 @@ test('while two streams are in use, neither is granted more than the cap, one ad
 
 test('the cap holds for a while after the other stream closed, then the survivor gets full windows again', () => {
   jest.useFakeTimers({ now: 1_000_000 });
-  const { sent, proto } = setup();
-  const a = fakeChannel(1, proto);
-  const b = fakeChannel(2, proto);
   const cap = 64 * 1024;
-  capReceiveWindow(a, cap);
-  capReceiveWindow(b, cap);
-  markStreamInUse(a);
-  markStreamInUse(b);
+  const { sent, a, b } = twoStreamsInUse(cap);
   const pa = peer(a, sent);
   pa.send(100);
   b.destroy();
