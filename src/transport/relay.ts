@@ -52,6 +52,13 @@ export function halfClose(s: Duplex): void {
  */
 export const SSH_SOCKET_QUEUE_LIMIT = Number(process.env.BROKER_SOCKET_QUEUE ?? 256 * 1024);
 
+/**
+ * Bytes a relay may queue in an SSH channel waiting for the peer's window. ssh2's
+ * channels accept up to 2 MiB before `write()` returns false, so without this a
+ * stream whose window is used up would keep reading its source into memory.
+ */
+export const CHANNEL_QUEUE_LIMIT = Number(process.env.BROKER_CHANNEL_QUEUE ?? 64 * 1024);
+
 /** The TCP socket under an ssh2 channel (client or server side), if `s` is one. */
 function sshSocketOf(s: Duplex): Duplex | undefined {
   const c = s as unknown as { _client?: { _sock?: Duplex }; incoming?: unknown; outgoing?: unknown };
@@ -76,10 +83,16 @@ function pump(src: Duplex, dst: Duplex): { bytes: number } {
     if (waiting++ === 0) src.pause();
     emitter.once('drain', resume);
   };
+  const limit = sock ? CHANNEL_QUEUE_LIMIT : 0;
   src.on('data', (chunk: Buffer) => {
     counter.bytes += chunk.length;
     if (dst.destroyed || dst.writableEnded) return;
-    if (!dst.write(chunk)) wait(dst);
+    const queued = dst.writableLength;
+    if (limit > 0 && queued > 0 && queued + chunk.length > limit) {
+      // The channel is out of window: hold the source until this chunk is handed to ssh2.
+      if (waiting++ === 0) src.pause();
+      dst.write(chunk, resume);
+    } else if (!dst.write(chunk)) wait(dst);
     if (sock && sock.writableLength > SSH_SOCKET_QUEUE_LIMIT && !sock.destroyed) wait(sock);
   });
   // The source may have been paused explicitly (handshake readers do): start it flowing.

@@ -1,6 +1,7 @@
 import net from 'node:net';
 import { createHash } from 'node:crypto';
-import { relay, halfClose } from '../../src/transport/relay';
+import { relay, halfClose, CHANNEL_QUEUE_LIMIT } from '../../src/transport/relay';
+import { generateIdentity } from '../../src/transport/keys';
 import { readRemainder } from '../../src/protocol/socks-handshake';
 import { PassThrough, Duplex } from 'node:stream';
 
@@ -109,4 +110,70 @@ test('readRemainder reads one line of reason text, bounded', async () => {
   const q = new PassThrough();
   const t2 = readRemainder(q, 512, 50);
   expect(await t2).toBe('');
+});
+
+describe('relay into an SSH channel', () => {
+  /** A real ssh2 connection on loopback; the server side's channel is handed to the test unread. */
+  async function sshPair() {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { Server, Client } = require('ssh2') as typeof import('ssh2');
+    const server = new Server({ hostKeys: [generateIdentity().privateKey] });
+    const serverChannel = new Promise<Duplex>((resolve) => {
+      server.on('connection', (conn) => {
+        conn.on('authentication', (ctx) => ctx.accept());
+        conn.on('ready', () => conn.on('tcpip', (accept) => {
+          const ch = accept();
+          ch.pause();
+          resolve(ch);
+        }));
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const client = new Client();
+    await new Promise<void>((resolve, reject) => {
+      client.once('ready', () => resolve()).once('error', reject);
+      client.connect({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port, username: 'u' });
+    });
+    const channel = await new Promise<Duplex>((resolve, reject) => {
+      client.forwardOut('127.0.0.1', 1, '127.0.0.1', 2, (err, ch) => (err ? reject(err) : resolve(ch)));
+    });
+    return { channel, peer: await serverChannel, close: () => { client.end(); server.close(); } };
+  }
+
+  test('a channel out of window holds the source instead of reading it into memory', async () => {
+    const { channel, peer, close } = await sshPair();
+    try {
+      const src = new PassThrough({ highWaterMark: 64 * 1024 });
+      const total = 8 * 1024 * 1024;
+      const data = Buffer.alloc(total);
+      for (let i = 0; i < total; i += 4) data.writeUInt32BE(i, i);
+      let offered = 0;
+      const feed = () => { // like a TCP source: write while the source accepts more
+        while (offered < total && src.write(data.subarray(offered, offered + 64 * 1024))) offered += 64 * 1024;
+        if (offered < total) src.once('drain', () => { offered += 64 * 1024; feed(); });
+        else src.end();
+      };
+      const done = relay(src, channel);
+      feed();
+      // The peer reads nothing: its 2 MiB window fills, then the relay must stop reading.
+      await new Promise((r) => setTimeout(r, 300));
+      expect(channel.writableLength).toBeLessThanOrEqual(CHANNEL_QUEUE_LIMIT + 64 * 1024);
+      // The peer took its window plus what ssh2 re-granted before its read buffer filled (3 MiB);
+      // without the limit the channel would also have queued another 2 MiB from the source.
+      expect(offered).toBeLessThan(4 * 1024 * 1024);
+
+      // Once the peer reads, everything arrives, in order.
+      const received: Buffer[] = [];
+      peer.on('data', (c: Buffer) => received.push(c));
+      const ended = new Promise((r) => peer.once('end', r));
+      peer.resume();
+      await ended;
+      expect(Buffer.concat(received).equals(data)).toBe(true);
+      peer.end();
+      const r = await done;
+      expect(r.aToB).toBe(total);
+    } finally {
+      close();
+    }
+  });
 });
