@@ -14,11 +14,15 @@
  *    mark-compact for the same transfer, half the CPU per GiB in every process,
  *    twice the single-stream throughput (docs/performance.md).
  *    V8 reads this flag each time it sweeps, so setting it at startup works.
+ * 3. Atomic instead of incremental mark-compacts while the heap is under 32 MiB
+ *    (`marking-mode.ts`): V8 otherwise keeps starting incremental marking on a
+ *    soft limit while we relay, 33 times per GiB in the agent.
  *
  * `BROKER_PROCESS_TUNING=0` turns all of it off (for measuring its effect).
  * Call before ssh2 is loaded (the padding pool needs it).
  */
 import v8 from 'node:v8';
+import { SMALL_HEAP_BYTES, watchMarkingMode } from './marking-mode';
 import { installRandomPool } from './random-pool';
 import { patchChannelDestroy } from './ssh2-channel';
 
@@ -30,6 +34,9 @@ export function installLibraryTuning(): void {
   patchChannelDestroy();
 }
 
+/** How `applyProcessTuning` reports the marking mode switch. */
+export const ATOMIC_MARKING = `--no-incremental-marking below ${SMALL_HEAP_BYTES / 1048576} MiB heap`;
+
 let applied: string[] = [];
 
 /** Apply the tuning unless disabled; returns what was applied. */
@@ -37,7 +44,8 @@ export function applyProcessTuning(env: NodeJS.ProcessEnv = process.env): string
   if (env.BROKER_PROCESS_TUNING === '0') return [];
   installLibraryTuning();
   for (const flag of GC_FLAGS) v8.setFlagsFromString(flag);
-  applied = ['random-pool', ...GC_FLAGS];
+  watchMarkingMode();
+  applied = ['random-pool', ...GC_FLAGS, ATOMIC_MARKING];
   return applied;
 }
 

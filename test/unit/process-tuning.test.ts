@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
-import { applyProcessTuning, appliedProcessTuning, GC_FLAGS } from '../../src/transport/process-tuning';
+import { markingMode } from '../../src/transport/marking-mode';
+import { applyProcessTuning, appliedProcessTuning, ATOMIC_MARKING, GC_FLAGS } from '../../src/transport/process-tuning';
 
 test('BROKER_PROCESS_TUNING=0 applies nothing', () => {
   const before = crypto.randomFillSync;
@@ -7,11 +8,13 @@ test('BROKER_PROCESS_TUNING=0 applies nothing', () => {
   expect(crypto.randomFillSync).toBe(before);
 });
 
-test('by default: the padding pool and the GC flags, and applying twice is harmless', () => {
-  expect(applyProcessTuning({})).toEqual(['random-pool', ...GC_FLAGS]);
-  expect(appliedProcessTuning()).toEqual(['random-pool', ...GC_FLAGS]);
+test('by default: the padding pool and the GC settings, and applying twice is harmless', () => {
+  const all = ['random-pool', ...GC_FLAGS, ATOMIC_MARKING];
+  expect(applyProcessTuning({})).toEqual(all);
+  expect(appliedProcessTuning()).toEqual(all);
+  expect(['atomic', 'incremental']).toContain(markingMode()); // which one depends on the test runner's heap
   const pooled = crypto.randomFillSync;
-  expect(applyProcessTuning({})).toEqual(['random-pool', ...GC_FLAGS]);
+  expect(applyProcessTuning({})).toEqual(all);
   expect(crypto.randomFillSync).toBe(pooled);
   // buffers still allocate and die normally under the flag
   let total = 0;
