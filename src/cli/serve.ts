@@ -41,18 +41,19 @@ export async function runServe(args: ServeArgs): Promise<void> {
       log,
     });
     await broker.start();
-    const a = broker.address();
-    const ssh = formatHostPort(a.host, a.port);
-    const m = broker.metricsAddr();
-    const metrics = m ? formatHostPort(m.host, m.port) : undefined;
-    if (json) process.stdout.write(`${JSON.stringify({ event: 'listening', ssh, fingerprint: broker.fingerprint, metrics, tuning: appliedProcessTuning() })}\n`);
-    else process.stdout.write(`broker listening on ${ssh}\nhost key fingerprint ${broker.fingerprint}\n${metrics ? `metrics on http://${metrics}/metrics\n` : ''}`);
+    // Handle signals before saying we listen: whoever reads that line may stop us at once.
     const stop = (signal: string) => {
       log.info('shutting down', { signal });
       void broker.close().then(() => process.exit(0));
     };
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
+    const a = broker.address();
+    const ssh = formatHostPort(a.host, a.port);
+    const m = broker.metricsAddr();
+    const metrics = m ? formatHostPort(m.host, m.port) : undefined;
+    if (json) process.stdout.write(`${JSON.stringify({ event: 'listening', ssh, fingerprint: broker.fingerprint, metrics, tuning: appliedProcessTuning() })}\n`);
+    else process.stdout.write(`broker listening on ${ssh}\nhost key fingerprint ${broker.fingerprint}\n${metrics ? `metrics on http://${metrics}/metrics\n` : ''}`);
   } catch (err) {
     fail('broker', err, json);
   }
