@@ -14,7 +14,13 @@
  *    mark-compact for the same transfer, half the CPU per GiB in every process,
  *    twice the single-stream throughput (docs/performance.md).
  *    V8 reads this flag each time it sweeps, so setting it at startup works.
- * 3. Atomic instead of incremental mark-compacts while the heap is under 32 MiB
+ * 3. `--interrupt-budget=33792`, half V8's default: functions that run once or
+ *    twice per connection (SOCKS parsing, routing, channel setup) reach optimised
+ *    code after about half as many connections. A/B over the first 3,000 sequential
+ *    connections of fresh processes: 510 -> 595-633 connections/s; steady state
+ *    923 -> 961-991/s; bulk throughput unchanged (a quarter of the default made
+ *    bulk ~6 % slower).
+ * 4. Atomic instead of incremental mark-compacts while the heap is under 32 MiB
  *    (`marking-mode.ts`): V8 otherwise keeps starting incremental marking on a
  *    soft limit while we relay, 33 times per GiB in the agent.
  *
@@ -26,7 +32,8 @@ import { SMALL_HEAP_BYTES, watchMarkingMode } from './marking-mode';
 import { installRandomPool } from './random-pool';
 import { patchChannelDestroy } from './ssh2-channel';
 
-export const GC_FLAGS = ['--no-concurrent-array-buffer-sweeping'];
+/** V8 flags set at startup (both are read by V8 each time they apply, so run-time setting works). */
+export const V8_FLAGS = ['--no-concurrent-array-buffer-sweeping', '--interrupt-budget=33792'];
 
 /** The parts that only change how ssh2 works inside, not the process: safe for any host. */
 export function installLibraryTuning(): void {
@@ -43,9 +50,9 @@ let applied: string[] = [];
 export function applyProcessTuning(env: NodeJS.ProcessEnv = process.env): string[] {
   if (env.BROKER_PROCESS_TUNING === '0') return [];
   installLibraryTuning();
-  for (const flag of GC_FLAGS) v8.setFlagsFromString(flag);
+  for (const flag of V8_FLAGS) v8.setFlagsFromString(flag);
   watchMarkingMode();
-  applied = ['random-pool', ...GC_FLAGS, ATOMIC_MARKING];
+  applied = ['random-pool', ...V8_FLAGS, ATOMIC_MARKING];
   return applied;
 }
 
