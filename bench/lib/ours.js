@@ -60,30 +60,30 @@ function clientFlags(broker, dir, address) {
 }
 
 /** Start `broker-agent expose`; resolves { child, code }. `address` overrides the broker address (relay). */
-async function startExpose(broker, dir, { name = 'expose', address, allow = ['127.0.0.1'], nodeArgs = [] } = {}) {
+async function startExpose(broker, dir, { name = 'expose', address, allow = ['127.0.0.1'], nodeArgs = [], env = {} } = {}) {
   const args = ['expose', ...clientFlags(broker, dir, address)];
   for (const a of allow) args.push('--allow', a);
-  const x = spawnLogged(agentBin(), args, dir, name, nodeArgs);
+  const x = spawnLogged(agentBin(), args, dir, name, nodeArgs, env);
   const ev = await waitForFileJson(x.out, (o) => o.event === 'session' && typeof o.code === 'string', 30_000, name, x.child);
   return { child: x.child, code: ev.code };
 }
 
 /** Start `broker-agent join CODE`; resolves { child, socks: {host, port}, http?: {host, port} }. */
-async function startJoin(broker, dir, code, { name = 'join', address, nodeArgs = [], http = false } = {}) {
+async function startJoin(broker, dir, code, { name = 'join', address, nodeArgs = [], env = {}, http = false } = {}) {
   const args = ['join', code, ...clientFlags(broker, dir, address), '--socks', '127.0.0.1:0', '--http', http ? '127.0.0.1:0' : 'off'];
-  const j = spawnLogged(agentBin(), args, dir, name, nodeArgs);
+  const j = spawnLogged(agentBin(), args, dir, name, nodeArgs, env);
   const ev = await waitForFileJson(j.out, (o) => o.event === 'ready', 30_000, name, j.child);
   const hp = (text) => { const m = /^(.*):(\d+)$/.exec(text); return { host: m[1], port: Number(m[2]) }; };
   return { child: j.child, socks: hp(ev.socks), http: ev.http ? hp(ev.http) : undefined };
 }
 
-/** A whole chain: broker (given or new) + one expose + `helpers` joins. */
-async function startChain(dir, target, { broker, helpers = 1, helperAddress, deviceAddress, tag = '', nodeArgs = () => [] } = {}) {
+/** A whole chain: broker (given or new) + one expose + `helpers` joins; `env` is added to each one's environment. */
+async function startChain(dir, target, { broker, helpers = 1, helperAddress, deviceAddress, tag = '', nodeArgs = () => [], env = {} } = {}) {
   const ownBroker = !broker;
-  if (!broker) broker = await startBroker(dir, { name: `broker${tag}`, nodeArgs: nodeArgs('broker') });
-  const expose = await startExpose(broker, dir, { name: `expose${tag}`, address: deviceAddress, nodeArgs: nodeArgs('agent') });
+  if (!broker) broker = await startBroker(dir, { name: `broker${tag}`, nodeArgs: nodeArgs('broker'), env });
+  const expose = await startExpose(broker, dir, { name: `expose${tag}`, address: deviceAddress, nodeArgs: nodeArgs('agent'), env });
   const joins = [];
-  for (let i = 0; i < helpers; i++) joins.push(await startJoin(broker, dir, expose.code, { name: `join${tag}-${i}`, address: helperAddress, nodeArgs: nodeArgs(`helper${i}`) }));
+  for (let i = 0; i < helpers; i++) joins.push(await startJoin(broker, dir, expose.code, { name: `join${tag}-${i}`, address: helperAddress, nodeArgs: nodeArgs(`helper${i}`), env }));
   for (const j of joins) await probe(j.socks, target);
   return {
     name: 'ours',

@@ -20,3 +20,22 @@ test('npm run bench -- --quick (httpfront, connections) produces a results file 
   expect(median('httpfront', 'keep-alive requests/s via SOCKS')).toBeGreaterThan(0);
   expect(median('connections', 'connections/s (sequential)')).toBeGreaterThan(0);
 }, 240_000);
+
+test('bench/ab.js runs variants side by side, each with its own settings, and rejects a malformed one', async () => {
+  const ab = path.join(REPO, 'bench', 'ab.js');
+  const { stdout, stderr } = await run(process.execPath, [ab, 'connections', '--repeats', '2', '--count', '30', '', 'BROKER_STREAM_WINDOW=0,--max-semi-space-size=8'], 120_000);
+  const line = (label: string) => stdout.split('\n').find((l) => l.startsWith(`${label} `));
+  for (const label of ['default', 'BROKER_STREAM_WINDOW=0,--max-semi-space-size=8']) {
+    const l = line(label);
+    expect(l).toBeDefined();
+    // "<label>  rate / p50 / p99   runs [...]   CPU per 1000 conns: ..."
+    const [rate, p50, p99] = l!.slice(label.length).trim().split('   ')[0]!.split(' / ').map((x) => Number.parseFloat(x));
+    expect(rate).toBeGreaterThan(0);
+    expect(p50).toBeGreaterThan(0);
+    expect(p99).toBeGreaterThanOrEqual(p50!);
+    expect(l).toMatch(/CPU per 1000 conns: broker \d/);
+  }
+  // the runs took turns: 2 repeats x 2 variants, each reported as it finished
+  expect(stderr.match(/^\[ab\] connections run \d\/2 /gm)).toHaveLength(4);
+  await expect(run(process.execPath, [ab, 'connections', 'not-a-setting'], 30_000)).rejects.toThrow('variant setting "not-a-setting": expected NAME=VALUE or --flag');
+}, 180_000);

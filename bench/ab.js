@@ -1,0 +1,145 @@
+#!/usr/bin/env node
+'use strict';
+/**
+ * Interleaved A/B runs of our chain under different settings: the tool behind the
+ * "A/B" figures in commit messages and docs/performance.md.
+ *
+ * The full suite (run.js) compares us with OpenSSH; this compares us with us. On a
+ * shared, noisy machine two configurations can only be compared side by side: each
+ * variant gets its own chain of fresh processes (broker + expose + join), all are
+ * started first, and the repeats then take turns (A B C, A B C, ...), so load
+ * changes on the machine hit every variant alike. Medians and every run's value
+ * are printed, with CPU per unit of work for each of our processes.
+ *
+ *   node bench/ab.js SCENARIO [options] VARIANT [VARIANT...]
+ *
+ * SCENARIO  download | upload   MiB/s for --streams parallel streams of --mib MiB each
+ *           connections         sequential new connections: conn/s, p50, p99 (ms)
+ *           fairness            helper B's tiny request p50/p99 (one connection, then
+ *                               new ones) while helper A downloads, and A's MiB/s
+ * VARIANT   comma-separated settings for our processes; "" (or "default") for none:
+ *             NAME=VALUE   environment variable (e.g. BROKER_STREAM_WINDOW=0)
+ *             --flag       node/V8 command-line flag (e.g. --max-semi-space-size=8)
+ * Options   --repeats N (5)  --streams N (1)  --mib N (256)  --count N (2000)
+ *           --help
+ *
+ * Example: node bench/ab.js download --streams 8 '' BROKER_STREAM_WINDOW=0
+ * Needs dist/ (npm run build). Traffic stays on 127.0.0.1.
+ */
+const path = require('node:path');
+const os = require('node:os');
+const fs = require('node:fs');
+const procs = require('./lib/procs');
+const ours = require('./lib/ours');
+const client = require('./lib/client');
+const { median, cpuMs } = require('./lib/util');
+
+const SCENARIOS = {
+  download: { unit: 'MiB/s', helpers: 1, run: (c, o) => bulk(client.bulkDownload, c, o) },
+  upload: { unit: 'MiB/s', helpers: 1, run: (c, o) => bulk(client.bulkUpload, c, o) },
+  connections: { unit: 'conn/s, p50 ms, p99 ms', helpers: 1, run: connections },
+  fairness: { unit: 'B p50, B p99, B new p50, B new p99 (ms), A MiB/s', helpers: 2, run: fairness },
+};
+
+/** Parse one VARIANT argument into { label, env, nodeArgs }. */
+function parseVariant(text) {
+  const env = {};
+  const nodeArgs = [];
+  const parts = text === 'default' ? [] : text.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const part of parts) {
+    if (part.startsWith('--')) nodeArgs.push(part);
+    else if (/^[A-Za-z_][A-Za-z0-9_]*=/.test(part)) env[part.slice(0, part.indexOf('='))] = part.slice(part.indexOf('=') + 1);
+    else throw new Error(`variant setting "${part}": expected NAME=VALUE or --flag`);
+  }
+  return { label: parts.length ? parts.join(',') : 'default', env, nodeArgs };
+}
+
+async function bulk(fn, chain, o) {
+  const r = await fn({ socks: chain.socks, target: o.target, streams: o.streams, bytes: o.mib * 1048576, deadlineMs: 120_000 });
+  if (r.partial) throw new Error('transfer did not complete before its deadline');
+  return { values: [r.MiBps], work: r.bytes / 1073741824, workUnit: 'GiB' };
+}
+
+async function connections(chain, o) {
+  const r = await client.connSetup({ socks: chain.socks, target: o.target, count: o.count, deadlineMs: 120_000 });
+  if (r.errors) throw new Error(`${r.errors} connections failed (first: ${r.firstError})`);
+  return { values: [r.connPerSec, r.p50, r.p99], work: r.n / 1000, workUnit: '1000 conns' };
+}
+
+async function fairness(chain, o) {
+  let release;
+  const held = new Promise((r) => { release = r; });
+  const download = client.bulkUntilStopped({ socks: chain.socks, target: o.target }, () => held);
+  await new Promise((r) => setTimeout(r, 300)); // let A's download reach speed
+  const b = await client.tinyLatency({ socks: chain.socksB, target: o.target, persistent: o.count, fresh: Math.max(10, Math.round(o.count / 7)), deadlineMs: 60_000 });
+  release();
+  const a = await download;
+  return { values: [b.persistent?.p50, b.persistent?.p99, b.fresh?.p50, b.fresh?.p99, a.MiBps], work: a.bytes / 1073741824, workUnit: 'GiB of A' };
+}
+
+function fmt(v) {
+  if (typeof v !== 'number' || !Number.isFinite(v)) return '-';
+  return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(3);
+}
+
+async function main() {
+  // Hand-parsed: a variant may itself start with "--" (a node flag), which a generic parser would reject.
+  const opts = { repeats: '5', streams: '1', mib: '256', count: '2000', help: false };
+  const positionals = [];
+  const argv = process.argv.slice(2);
+  for (let i = 0; i < argv.length; i++) {
+    const m = /^--(repeats|streams|mib|count)(?:=(.*))?$/.exec(argv[i]);
+    if (m) opts[m[1]] = m[2] ?? argv[++i];
+    else if (argv[i] === '--help' || argv[i] === '-h') opts.help = true;
+    else positionals.push(argv[i]);
+  }
+  const [name, ...variantArgs] = positionals;
+  if (opts.help || !SCENARIOS[name] || variantArgs.length === 0) {
+    const doc = fs.readFileSync(__filename, 'utf8').split('/**')[1].split('*/')[0].replace(/^ \* ?/gm, '');
+    process.stdout.write(doc.trim() + '\n');
+    process.exit(opts.help ? 0 : 2);
+  }
+  const scenario = SCENARIOS[name];
+  const o = { repeats: Number(opts.repeats), streams: Number(opts.streams), mib: Number(opts.mib), count: Number(opts.count) };
+  for (const [k, v] of Object.entries(o)) if (!Number.isInteger(v) || v < 1) throw new Error(`--${k} must be a positive integer`);
+  const variants = variantArgs.map(parseVariant);
+  if (!fs.existsSync(path.join(ours.ROOT, 'dist', 'cli', 'main.js'))) throw new Error('dist/ is missing: run npm run build first');
+
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-ab-'));
+  const t = procs.startNode(path.join(__dirname, 'lib', 'target-server.js'), [], { name: 'target', logFile: path.join(dir, 'target.log') });
+  o.target = await new Promise((resolve) => t.once('message', (m) => resolve({ host: '127.0.0.1', port: m.port })));
+  const chains = [];
+  for (const [i, v] of variants.entries()) {
+    chains.push(await ours.startChain(path.join(dir, String(i)), o.target, { helpers: scenario.helpers, env: v.env, nodeArgs: () => v.nodeArgs }));
+  }
+  const results = variants.map(() => ({ runs: [], cpu: {} }));
+  for (let rep = 0; rep < o.repeats; rep++) {
+    for (let k = 0; k < variants.length; k++) {
+      const i = (k + rep) % variants.length; // rotate who goes first
+      const roles = chains[i].roles();
+      const before = Object.fromEntries(Object.entries(roles).map(([r, pid]) => [r, cpuMs(pid)]));
+      const r = await scenario.run(chains[i], o);
+      results[i].runs.push(r.values);
+      results[i].workUnit = r.workUnit;
+      for (const [role, pid] of Object.entries(roles)) (results[i].cpu[role] ??= []).push((cpuMs(pid) - before[role]) / r.work);
+      process.stderr.write(`[ab] ${name} run ${rep + 1}/${o.repeats} ${variants[i].label}: ${r.values.map(fmt).join(' ')}\n`);
+    }
+  }
+  process.stdout.write(`\n${name} (${scenario.unit}); medians of ${o.repeats} interleaved runs, then every run's first value; CPU ms per unit of work\n`);
+  const width = Math.max(...variants.map((v) => v.label.length));
+  for (const [i, v] of variants.entries()) {
+    const res = results[i];
+    const med = res.runs[0].map((_, j) => fmt(median(res.runs.map((x) => x[j]))));
+    const cpu = Object.entries(res.cpu).map(([role, xs]) => `${role} ${fmt(median(xs))}`).join(', ');
+    process.stdout.write(`${v.label.padEnd(width)}  ${med.join(' / ')}   runs [${res.runs.map((x) => fmt(x[0])).join(' ')}]   CPU per ${res.workUnit}: ${cpu}\n`);
+  }
+  for (const c of chains) await c.close();
+  await procs.stopAll();
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench/ab.js: ${err.message}\n`);
+  procs.killAllSync();
+  process.exit(1);
+});
