@@ -176,4 +176,22 @@ describe('relay into an SSH channel', () => {
       close();
     }
   });
+  test('the peer closing a channel that is holding its source ends the relay and frees the source', async () => {
+    const { channel, peer, close } = await sshPair();
+    try {
+      const src = new PassThrough({ highWaterMark: 64 * 1024 });
+      const done = relay(src, channel);
+      const chunk = Buffer.alloc(64 * 1024, 1);
+      // more than the 3 MiB the silent peer takes (the source buffers the rest): the relay holds the source
+      for (let i = 0; i < 64; i++) src.write(chunk);
+      await new Promise((r) => setTimeout(r, 200));
+      expect(channel.writableLength).toBeGreaterThan(0);
+      peer.destroy(); // the far end goes away while data waits for window
+      const r = await done; // resolves only once both sides closed
+      expect(r.aToB).toBeGreaterThan(2 * 1024 * 1024);
+      expect(src.destroyed).toBe(true);
+    } finally {
+      close();
+    }
+  });
 });
