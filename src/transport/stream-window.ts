@@ -9,13 +9,16 @@
  * so small streams pass bulk ones quickly.
  *
  * The cap costs throughput (the stages of the relay can run less far ahead of
- * each other: one download alone went from ~450 to ~380 MiB/s on loopback), and
- * it only buys anything when another stream is there to be delayed. So it holds
- * while the connection is *shared*: at least two streams in use
- * (`markStreamInUse`; pre-opened pool channels do not count), or two were in use
- * less than `SHARED_HOLD_MS` ago (sequential short streams keep it shared). A
- * stream alone gets ssh2's full window; once others appear, its credit drains to
- * the cap within one window.
+ * each other; over a long device link one stream moves at most `cap` per round
+ * trip: 128 KiB at 20 ms is 6.4 MB/s), and it only buys anything when another
+ * stream is waiting for data from the device. So it holds while the connection is
+ * *shared*: at least two streams in use (`markStreamInUse`; pre-opened pool
+ * channels do not count) received data from the device in the last
+ * `SHARED_HOLD_MS`, counting streams that closed since. An idle keep-alive
+ * connection (browsers keep several) does not cap a download; a helper who
+ * clicks in a web page, or another download, does, and the cap then holds
+ * between clicks. A stream alone gets ssh2's full window; once another becomes
+ * active, its credit drains to the cap within one window.
  *
  * How: ssh2 re-grants by adding to `incoming.window` and then calling the
  * protocol's `channelWindowAdjust(id, amount)`. While shared we shrink that amount
@@ -30,8 +33,10 @@ import type { Duplex } from 'node:stream';
 /** Default cap (BROKER_STREAM_WINDOW bytes; 0 keeps ssh2's 2 MiB). */
 export const STREAM_WINDOW = Math.max(0, Number(process.env.BROKER_STREAM_WINDOW ?? 128 * 1024) || 0);
 
-/** How long a connection stays "shared" after its second-to-last stream in use closed. */
-export const SHARED_HOLD_MS = 1000;
+/** How long after a stream last received data it still counts as active (and keeps others capped). */
+export const SHARED_HOLD_MS = 2000;
+/** While not shared, how long a negative answer is reused before the streams are counted again. */
+const RECHECK_MS = 50;
 
 interface ChannelInternals {
   incoming: { window: number };
@@ -44,14 +49,20 @@ interface Entry {
   ch: ChannelInternals;
   cap: number;
   inUse: boolean;
+  /** When data from the device last arrived on this channel (ms). */
+  lastActive: number;
 }
 
-/** Per SSH connection: its capped channels and how many of them carry a stream. */
+/** Per SSH connection: its capped channels, and which of them carry a stream. */
 interface Registry {
   entries: Map<number, Entry>;
-  inUse: number;
-  /** When the connection last stopped having two or more streams in use. */
+  streams: Set<Entry>;
+  /** Latest activity of a stream that has closed since (sequential short streams keep the connection shared). */
+  closedActive: number;
+  /** Shared at least until then (the second most recent activity + hold). */
   sharedUntil: number;
+  /** Not shared until then, unless a quiet stream becomes active. */
+  quietUntil: number;
 }
 
 interface ProtocolInternals {
@@ -64,12 +75,34 @@ const CAPS = Symbol('windowCaps');
 const REGRANT_AT = 0.5;
 
 function isShared(reg: Registry): boolean {
-  return reg.inUse >= 2 || Date.now() < reg.sharedUntil;
+  const now = Date.now();
+  if (now < reg.sharedUntil) return true;
+  if (now < reg.quietUntil) return false;
+  // The two most recent activities among streams in use (and those closed since).
+  let first = reg.closedActive;
+  let second = 0;
+  for (const e of reg.streams) {
+    if (e.lastActive > first) [first, second] = [e.lastActive, first];
+    else if (e.lastActive > second) second = e.lastActive;
+  }
+  if (now < second + SHARED_HOLD_MS) {
+    reg.sharedUntil = second + SHARED_HOLD_MS;
+    return true;
+  }
+  reg.quietUntil = now + RECHECK_MS;
+  return false;
+}
+
+/** Data from the device arrived on `entry`'s channel. */
+function touch(reg: Registry, entry: Entry): void {
+  const now = Date.now();
+  if (entry.inUse && now >= entry.lastActive + SHARED_HOLD_MS) reg.quietUntil = 0; // a quiet stream woke up: count again
+  entry.lastActive = now;
 }
 
 /** Give `proto` a registry and route its window adjusts through the cap. */
 function installRegistry(proto: ProtocolInternals, original: (recipient: number, amount: number) => unknown): Registry {
-  const registry: Registry = { entries: new Map(), inUse: 0, sharedUntil: 0 };
+  const registry: Registry = { entries: new Map(), streams: new Set(), closedActive: 0, sharedUntil: 0, quietUntil: 0 };
   proto[CAPS] = registry;
   proto.channelWindowAdjust = function capped(this: unknown, recipient: number, amount: number) {
     const entry = registry.entries.get(recipient);
@@ -96,16 +129,21 @@ export function capReceiveWindow(channel: Duplex, cap: number = STREAM_WINDOW): 
   if (cap <= 0 || !proto || typeof adjust !== 'function' || typeof ch.incoming?.window !== 'number') return;
   const registry = proto[CAPS] ?? installRegistry(proto, adjust);
   const id = ch.outgoing.id;
-  const entry: Entry = { ch, cap, inUse: false };
+  const entry: Entry = { ch, cap, inUse: false, lastActive: 0 };
   registry.entries.set(id, entry);
   if (ch._readableState) ch._readableState.highWaterMark = Math.min(ch._readableState.highWaterMark, cap);
+  // ssh2 hands each incoming data packet to push(): that is the channel's activity.
+  const push = channel.push;
+  channel.push = function pushed(this: Duplex, chunk: unknown, encoding?: BufferEncoding) {
+    if (chunk !== null) touch(registry, entry);
+    return push.call(this, chunk, encoding);
+  };
   channel.once('close', () => {
     if (registry.entries.get(id) === entry) registry.entries.delete(id);
     if (!entry.inUse) return;
     entry.inUse = false;
-    registry.inUse--;
-    // The connection just stopped being shared: keep the cap a little longer.
-    if (registry.inUse === 1) registry.sharedUntil = Date.now() + SHARED_HOLD_MS;
+    registry.streams.delete(entry);
+    registry.closedActive = Math.max(registry.closedActive, entry.lastActive);
   });
 }
 
@@ -116,5 +154,6 @@ export function markStreamInUse(channel: Duplex): void {
   const entry = ch.outgoing && registry?.entries.get(ch.outgoing.id);
   if (!registry || !entry || entry.ch !== ch || entry.inUse) return;
   entry.inUse = true;
-  registry.inUse++;
+  registry.streams.add(entry);
+  if (entry.lastActive > 0) registry.quietUntil = 0;
 }

@@ -2,6 +2,7 @@ import { Duplex } from 'node:stream';
 import { capReceiveWindow, markStreamInUse, SHARED_HOLD_MS } from '../../src/transport/stream-window';
 
 const MAX_WINDOW = 2 * 1024 * 1024;
+const BYTE = Buffer.from('x');
 const PACKET = 32 * 1024;
 
 type Proto = { channelWindowAdjust: (id: number, amt: number) => void };
@@ -16,6 +17,7 @@ function fakeChannel(id: number, proto: Proto) {
   ch.incoming = { window: MAX_WINDOW };
   ch.outgoing = { id };
   ch._client = { _protocol: proto };
+  ch.resume(); // what the tests push is dropped
   return ch;
 }
 
@@ -38,6 +40,7 @@ function peer(ch: ReturnType<typeof fakeChannel>, sent: Array<[number, number]>)
         expect(p.credit).toBeGreaterThanOrEqual(PACKET); // the peer can always send a full packet
         p.credit -= PACKET;
         ch.incoming.window -= PACKET;
+        ch.push(BYTE); // ssh2 pushes each data packet: the stream is active
         if (ch.incoming.window <= MAX_WINDOW / 2) ssh2WindowAdjust(ch);
         for (const [id, amt] of sent.splice(0)) {
           if (id !== ch.outgoing.id) continue;
@@ -59,7 +62,7 @@ function setup() {
   return { sent, proto };
 }
 
-/** Two capped channels on one protocol, both carrying a stream: the connection is shared. */
+/** Two capped channels on one protocol, both carrying a stream, and `b` just received data: the connection is shared. */
 function twoStreamsInUse(cap: number, ids: [number, number] = [1, 2]) {
   const { sent, proto } = setup();
   const a = fakeChannel(ids[0], proto);
@@ -68,6 +71,7 @@ function twoStreamsInUse(cap: number, ids: [number, number] = [1, 2]) {
   capReceiveWindow(b, cap);
   markStreamInUse(a);
   markStreamInUse(b);
+  b.push(BYTE);
   return { sent, proto, a, b };
 }
 
@@ -121,6 +125,37 @@ test('the cap holds for a while after the other stream closed, then the survivor
   jest.setSystemTime(1_000_000 + SHARED_HOLD_MS + 1);
   pa.send(200);
   expect(pa.maxCredit).toBeGreaterThan(MAX_WINDOW / 2); // alone again: full window
+});
+
+test('an idle stream does not cap a download; once it receives data it does, until it has been quiet for the hold', () => {
+  jest.useFakeTimers({ now: 2_000_000 });
+  const cap = 128 * 1024;
+  const { sent, proto } = setup();
+  const a = fakeChannel(1, proto);
+  const idle = fakeChannel(2, proto); // a browser's keep-alive connection: open, no traffic
+  capReceiveWindow(a, cap);
+  capReceiveWindow(idle, cap);
+  markStreamInUse(a);
+  markStreamInUse(idle);
+  const pa = peer(a, sent);
+  pa.send(300);
+  expect(pa.maxCredit).toBeGreaterThan(MAX_WINDOW / 2); // full windows: nobody else is waiting
+
+  jest.setSystemTime(2_000_000 + 5_000);
+  idle.push(BYTE); // the helper clicked: a response arrives on the other stream
+  pa.send(70); // what was granted before drains
+  pa.maxCredit = 0;
+  pa.send(300);
+  expect(pa.maxCredit).toBeLessThanOrEqual(cap);
+
+  jest.setSystemTime(2_000_000 + 5_000 + SHARED_HOLD_MS / 2);
+  pa.maxCredit = 0;
+  pa.send(100);
+  expect(pa.maxCredit).toBeLessThanOrEqual(cap); // between clicks: still capped
+
+  jest.setSystemTime(2_000_000 + 5_000 + SHARED_HOLD_MS + 100);
+  pa.send(100);
+  expect(pa.maxCredit).toBeGreaterThan(MAX_WINDOW / 2); // quiet again: full windows
 });
 
 test('does nothing to objects that are not ssh2 channels', () => {
