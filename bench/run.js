@@ -31,7 +31,7 @@ const TITLES = {
   concurrency: 'concurrency (concurrent connections x requests; idle streams held open)',
   fairness: 'fairness (helper B tiny requests while helper A downloads through the same device)',
   memory: 'memory (server memory per idle session and per open stream)',
-  wan: 'emulated WAN (10 ms each way on both legs; time to greeting, success, first byte)',
+  wan: 'emulated WAN (10 ms each way on both legs; time to greeting, success, first byte; a download beside an idle connection)',
   httpfront: 'HTTP proxy front-end vs SOCKS front-end (small keep-alive requests)',
 };
 
@@ -64,7 +64,7 @@ function sizesFor(o) {
   const full = {
     bulkBytes: 1024 ** 3, connCount: 2000, connWarmup: 2000, concConns: 200, concReqs: 20, idleStreams: 2000,
     fairPersistent: 2000, fairFresh: 300, memSessions: 1000, osshSessions: 200, memStreams: 1000,
-    wanConns: 40, wanDelayMs: 10,
+    wanConns: 40, wanDelayMs: 10, wanDownloadMiB: 32,
     httpRequests: 1000,
     repeats: { bulk: 3, connections: 3, concurrency: 3, fairness: 2, wan: 1, httpfront: 5 },
     jobCapMs: 120_000,
@@ -73,7 +73,7 @@ function sizesFor(o) {
   const quick = {
     bulkBytes: 64 * 1024 ** 2, connCount: 200, connWarmup: 100, concConns: 50, concReqs: 10, idleStreams: 200,
     fairPersistent: 200, fairFresh: 30, memSessions: 100, osshSessions: 20, memStreams: 200,
-    wanConns: 10, wanDelayMs: 10,
+    wanConns: 10, wanDelayMs: 10, wanDownloadMiB: 4,
     httpRequests: 200,
     repeats: { bulk: 1, connections: 1, concurrency: 1, fairness: 1, wan: 1, httpfront: 2 },
     jobCapMs: 20_000,

@@ -468,4 +468,23 @@ async function httpKeepAlive({ mode, proxy, count, deadlineMs }) {
   return { ...pct(lat), reqPerSec: lat.length / secs, errors, firstError, upstreamConns, partial: lat.length + errors < count };
 }
 
-module.exports = { openStream, EchoStream, bulkDownload, bulkUpload, connSetup, concurrency, idleStreams, tinyLatency, bulkUntilStopped, wanTimings, httpKeepAlive, pct, TINY };
+/**
+ * One download alone, then one beside an idle connection (a browser's keep-alive
+ * connection: opened, used once, then quiet for `settleMs`), through the same tunnel.
+ * Both start `settleMs` after any other traffic.
+ */
+async function downloadBesideIdle({ socks, target, bytes, settleMs, deadlineMs }) {
+  await new Promise((r) => setTimeout(r, settleMs)); // earlier traffic through the tunnel is as old
+  const alone = await bulkDownload({ socks, target, streams: 1, bytes, deadlineMs });
+  const idle = await openStream(socks, target);
+  try {
+    idle.sock.write('E\n');
+    await new Promise((r) => setTimeout(r, settleMs));
+    const beside = await bulkDownload({ socks, target, streams: 1, bytes, deadlineMs });
+    return { aloneMiBps: alone.MiBps, besideMiBps: beside.MiBps, partial: alone.partial || beside.partial };
+  } finally {
+    idle.sock.destroy();
+  }
+}
+
+module.exports = { openStream, EchoStream, bulkDownload, downloadBesideIdle, bulkUpload, connSetup, concurrency, idleStreams, tinyLatency, bulkUntilStopped, wanTimings, httpKeepAlive, pct, TINY };

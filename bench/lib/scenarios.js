@@ -390,7 +390,8 @@ async function wan(ctx, res) {
   const { sizes, dir } = ctx;
   const delay = sizes.wanDelayMs;
   const rtt = delay * 4; // two legs, each way
-  res.note(`${delay} ms each way on the helper-broker leg and on the broker-device leg (user-space delay relays), ${rtt} ms end-to-end round trip; ${sizes.wanConns} sequential new connections, curl-like SOCKS (greeting, wait, CONNECT, wait, request); "RTT" columns = ms / ${rtt}`);
+  res.note(`${delay} ms each way on the helper-broker leg and on the broker-device leg (user-space delay relays), ${rtt} ms end-to-end round trip; ${sizes.wanConns} sequential new connections, curl-like SOCKS (greeting, wait, CONNECT, wait, request); "RTT" columns = ms / ${rtt}; ` +
+    `then a ${sizes.wanDownloadMiB} MiB download alone and one beside a connection that has been idle for ${WAN_SETTLE_MS / 1000} s`);
   const wanDir = path.join(dir, 'wan');
   fs.mkdirSync(wanDir, { recursive: true });
   const targets = [];
@@ -430,6 +431,13 @@ async function wan(ctx, res) {
         res.add(`${label} p90`, 'ms', 'lower', v.name, r[k].p90);
       }
       res.raw({ variant: v.name, rep, ...r });
+      // Bulk over the same links: alone, and beside a quiet keep-alive connection (the
+      // stream window cap must not hold for a connection that carries nothing).
+      const d = await runJob('downloadBesideIdle', { socks: v.socks, target: ctx.target, bytes: sizes.wanDownloadMiB * MiB, settleMs: WAN_SETTLE_MS, deadlineMs: budget.jobMs(sizes.jobCapMs) }, { hardTimeoutMs: sizes.jobCapMs + 60_000 });
+      if (d.partial) res.partial(`${v.name}: a ${sizes.wanDownloadMiB} MiB download did not finish`);
+      res.add(`download ${sizes.wanDownloadMiB} MiB alone`, 'MiB/s', 'higher', v.name, d.aloneMiBps);
+      res.add(`download ${sizes.wanDownloadMiB} MiB beside an idle connection`, 'MiB/s', 'higher', v.name, d.besideMiBps);
+      res.raw({ variant: v.name, rep, download: d });
     });
   } finally {
     for (const c of chains) await c.close();
@@ -437,6 +445,9 @@ async function wan(ctx, res) {
     await procs.stop(broker.child);
   }
 }
+
+/** How long the idle connection stays quiet before the download beside it (longer than the cap's 2 s hold). */
+const WAN_SETTLE_MS = 2500;
 
 function fmtBytes(n) {
   if (n >= GiB && n % GiB === 0) return `${n / GiB} GiB`;

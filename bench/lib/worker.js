@@ -10,6 +10,7 @@ const client = require('./client');
 
 const jobs = {
   bulkDownload: client.bulkDownload,
+  downloadBesideIdle: client.downloadBesideIdle,
   bulkUpload: client.bulkUpload,
   connSetup: client.connSetup,
   concurrency: client.concurrency,
