@@ -9,7 +9,7 @@ type Proto = { channelWindowAdjust: (id: number, amt: number) => void };
 
 /** Just enough of an ssh2 channel and protocol to replay ssh2's window bookkeeping. */
 function fakeChannel(id: number, proto: Proto) {
-  const ch = new Duplex({ read() {}, write(_c, _e, cb) { cb(); } }) as Duplex & {
+  const ch = new Duplex({ highWaterMark: MAX_WINDOW, read() {}, write(_c, _e, cb) { cb(); } }) as Duplex & {
     incoming: { window: number };
     outgoing: { id: number };
     _client: { _protocol: Proto };
@@ -140,6 +140,7 @@ test('an idle stream does not cap a download; once it receives data it does, unt
   const pa = peer(a, sent);
   pa.send(300);
   expect(pa.maxCredit).toBeGreaterThan(MAX_WINDOW / 2); // full windows: nobody else is waiting
+  expect(a.readableHighWaterMark).toBe(MAX_WINDOW); // and ssh2's buffer, to absorb a stall on the helper's leg
 
   jest.setSystemTime(2_000_000 + 5_000);
   idle.push(BYTE); // the helper clicked: a response arrives on the other stream
@@ -147,6 +148,7 @@ test('an idle stream does not cap a download; once it receives data it does, unt
   pa.maxCredit = 0;
   pa.send(300);
   expect(pa.maxCredit).toBeLessThanOrEqual(cap);
+  expect(a.readableHighWaterMark).toBe(cap); // what we hold for a paused stream stays within its window
 
   jest.setSystemTime(2_000_000 + 5_000 + SHARED_HOLD_MS / 2);
   pa.maxCredit = 0;
@@ -156,6 +158,7 @@ test('an idle stream does not cap a download; once it receives data it does, unt
   jest.setSystemTime(2_000_000 + 5_000 + SHARED_HOLD_MS + 100);
   pa.send(100);
   expect(pa.maxCredit).toBeGreaterThan(MAX_WINDOW / 2); // quiet again: full windows
+  expect(a.readableHighWaterMark).toBe(MAX_WINDOW);
 });
 
 test('does nothing to objects that are not ssh2 channels', () => {
