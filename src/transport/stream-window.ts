@@ -27,7 +27,10 @@
  * (one adjust per cap/2 bytes, not one per packet). While shared the channel's
  * readable buffer is also lowered to `cap`, so what we hold for a paused stream
  * stays within its window; alone it keeps ssh2's 2 MiB, which lets the broker
- * absorb a stall on the helper's leg (over a WAN: 56 -> 65 MiB/s, one download). If ssh2's internals differ from what this expects, nothing is changed.
+ * absorb a stall on the helper's leg (over a WAN: 56 -> 65 MiB/s, one download).
+ * Activity is seen by wrapping the channel's `push()`, which ssh2 calls once per
+ * incoming data packet. If ssh2's internals differ from what this expects,
+ * nothing is changed.
  */
 import type { Duplex } from 'node:stream';
 
