@@ -35,7 +35,10 @@ export function asSocket(stream: Duplex): Socket {
     s.setTimeout = ((ms: number, cb?: () => void) => {
       s._idleMs = ms;
       (s as { timeout?: number }).timeout = ms;
-      if (cb) s.once('timeout', cb);
+      // As net.Socket does: 0 with a callback removes it (node's HTTP client does that after
+      // every keep-alive response; adding it again would leak a listener per request).
+      if (cb && ms === 0) s.removeListener('timeout', cb);
+      else if (cb) s.once('timeout', cb);
       arm();
       return s as Socket;
     }) as Socket['setTimeout'];
