@@ -7,12 +7,13 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { Server as SshServer, utils as sshUtils } from 'ssh2';
+import { Server as SshServer } from 'ssh2';
 import { expose as apiExpose, join as apiJoin, serve as apiServe, type BrokerError } from '../../src/index';
 import {
   REPO, Scope, cleanEnv, closedPort, curl, deviceStreams, listen, probe, run, startBroker, startExpose, startHttpTarget, startJoin,
   tempDir, type BrokerInfo, type ExposeInfo, type JoinInfo,
 } from './tools-harness';
+import { generateIdentity } from '../../src/transport/keys';
 
 jest.setTimeout(60_000);
 
@@ -28,7 +29,7 @@ let deniedPort: number;
 const sshSeen: Array<{ user: string; command: string }> = [];
 
 async function startSshServer(): Promise<number> {
-  const hostKey = sshUtils.generateKeyPairSync('ed25519');
+  const hostKey = { private: generateIdentity().privateKey }; // re-parsed: ssh2's generator rarely emits a key it cannot load
   const sockets = new Set<net.Socket>();
   const server = new SshServer({ hostKeys: [hostKey.private] }, (client) => {
     let user = '';

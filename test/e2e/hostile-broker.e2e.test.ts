@@ -9,11 +9,12 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import fs from 'node:fs';
-import { Server, utils, type Connection, type ServerChannel } from 'ssh2';
+import { Server, type Connection, type ServerChannel } from 'ssh2';
 import { Agent } from '../../src/agent/agent';
 import { makeDescriptor } from '../../src/protocol/descriptor';
 import { encodeGreeting, encodeRequest } from '../../src/protocol/socks5';
 import { makeTarget } from '../../src/protocol/target';
+import { generateIdentity } from '../../src/transport/keys';
 
 interface FakeBroker {
   port: number;
@@ -24,7 +25,7 @@ interface FakeBroker {
 
 /** A broker that creates a session for anyone and then misbehaves on demand. */
 async function startFakeBroker(): Promise<FakeBroker> {
-  const hostKey = utils.generateKeyPairSync('ed25519').private;
+  const hostKey = generateIdentity().privateKey; // re-parsed: ssh2's generator rarely emits a key it cannot load
   let resolveConn!: (c: Connection) => void;
   let resolveBinding!: (b: { addr: string; port: number }) => void;
   const conn = new Promise<Connection>((r) => { resolveConn = r; });
