@@ -33,6 +33,7 @@ const procs = require('./lib/procs');
 const ours = require('./lib/ours');
 const client = require('./lib/client');
 const { median, cpuMs } = require('./lib/util');
+const { rotated } = require('./lib/scenarios');
 
 const SCENARIOS = {
   download: { unit: 'MiB/s', helpers: 1, run: (c, o) => bulk(client.bulkDownload, c, o) },
@@ -114,8 +115,7 @@ async function main() {
   }
   const results = variants.map(() => ({ runs: [], cpu: {} }));
   for (let rep = 0; rep < o.repeats; rep++) {
-    for (let k = 0; k < variants.length; k++) {
-      const i = (k + rep) % variants.length; // rotate who goes first
+    for (const i of rotated([...variants.keys()], rep)) { // who goes first rotates
       const roles = chains[i].roles();
       const before = Object.fromEntries(Object.entries(roles).map(([r, pid]) => [r, cpuMs(pid)]));
       const r = await scenario.run(chains[i], o);

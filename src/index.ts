@@ -29,7 +29,7 @@ export type { ControlEvent } from './protocol/control';
 export type { CheckResult } from './helper/diag';
 export { generateIdentity, loadIdentity, type Identity } from './transport/keys';
 export { createLogger, type Logger } from './log';
-/** Optional for API users: the GC setting our CLIs apply for relaying throughput (see docs/performance.md). */
+/** Optional for API users: the V8 and GC settings our CLIs apply for relaying throughput (see docs/performance.md). */
 export { applyProcessTuning } from './transport/process-tuning';
 export { Broker, Agent, Helper };
 

@@ -9,7 +9,7 @@
  * { host, port } of target-server.js.
  */
 const net = require('node:net');
-const { nowMs, percentile, median } = require('./util');
+const { nowMs, percentile, median, sleep } = require('./util');
 
 const TINY = 32; // bytes of one tiny request (echoed back)
 const TINY_BUF = Buffer.alloc(TINY, 0x62);
@@ -474,12 +474,12 @@ async function httpKeepAlive({ mode, proxy, count, deadlineMs }) {
  * Both start `settleMs` after any other traffic.
  */
 async function downloadBesideIdle({ socks, target, bytes, settleMs, deadlineMs }) {
-  await new Promise((r) => setTimeout(r, settleMs)); // earlier traffic through the tunnel is as old
+  await sleep(settleMs); // earlier traffic through the tunnel is as old
   const alone = await bulkDownload({ socks, target, streams: 1, bytes, deadlineMs });
   const idle = await openStream(socks, target);
   try {
     idle.sock.write('E\n');
-    await new Promise((r) => setTimeout(r, settleMs));
+    await sleep(settleMs);
     const beside = await bulkDownload({ socks, target, streams: 1, bytes, deadlineMs });
     return { aloneMiBps: alone.MiBps, besideMiBps: beside.MiBps, partial: alone.partial || beside.partial };
   } finally {

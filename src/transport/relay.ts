@@ -79,8 +79,11 @@ function pump(src: Duplex, dst: Duplex): { bytes: number } {
   const resume = () => {
     if (--waiting === 0 && !src.destroyed) src.resume();
   };
-  const wait = (emitter: Duplex) => {
+  const hold = () => {
     if (waiting++ === 0) src.pause();
+  };
+  const wait = (emitter: Duplex) => {
+    hold();
     emitter.once('drain', resume);
   };
   const limit = sock ? CHANNEL_QUEUE_LIMIT : 0;
@@ -90,7 +93,7 @@ function pump(src: Duplex, dst: Duplex): { bytes: number } {
     const queued = dst.writableLength;
     if (limit > 0 && queued > 0 && queued + chunk.length > limit) {
       // The channel is out of window: hold the source until this chunk is handed to ssh2.
-      if (waiting++ === 0) src.pause();
+      hold();
       dst.write(chunk, resume);
     } else if (!dst.write(chunk)) wait(dst);
     if (sock && sock.writableLength > SSH_SOCKET_QUEUE_LIMIT && !sock.destroyed) wait(sock);

@@ -52,9 +52,8 @@ interface ChannelInternals {
 interface Entry {
   ch: ChannelInternals;
   cap: number;
-  inUse: boolean;
-  /** ssh2's readable buffer size for the channel, restored while not shared. */
-  highWaterMark: number;
+  /** The channel's readable buffer size: ssh2's while not shared, at most `cap` while shared. */
+  highWaterMark: { alone: number; shared: number };
   /** When data from the device last arrived on this channel (ms). */
   lastActive: number;
 }
@@ -62,6 +61,7 @@ interface Entry {
 /** Per SSH connection: its capped channels, and which of them carry a stream. */
 interface Registry {
   entries: Map<number, Entry>;
+  /** The entries that carry a stream (`markStreamInUse`), until their channel closes. */
   streams: Set<Entry>;
   /** Latest activity of a stream that has closed since (sequential short streams keep the connection shared). */
   closedActive: number;
@@ -102,7 +102,7 @@ function isShared(reg: Registry): boolean {
 /** Data from the device arrived on `entry`'s channel. */
 function touch(reg: Registry, entry: Entry): void {
   const now = Date.now();
-  if (entry.inUse && now >= entry.lastActive + SHARED_HOLD_MS) reg.quietUntil = 0; // a quiet stream woke up: count again
+  if (now >= entry.lastActive + SHARED_HOLD_MS && reg.streams.has(entry)) reg.quietUntil = 0; // a quiet stream woke up: count again
   entry.lastActive = now;
 }
 
@@ -112,19 +112,17 @@ function installRegistry(proto: ProtocolInternals, original: (recipient: number,
   proto[CAPS] = registry;
   proto.channelWindowAdjust = function capped(this: unknown, recipient: number, amount: number) {
     const entry = registry.entries.get(recipient);
-    const shared = entry !== undefined && isShared(registry);
-    if (entry?.ch._readableState) entry.ch._readableState.highWaterMark = shared ? Math.min(entry.cap, entry.highWaterMark) : entry.highWaterMark;
-    if (entry && shared) {
-      // ssh2 calls this on every data packet once below its 1 MiB threshold (always, under a cap):
-      // re-grant only when half the cap is spent, so the device leg carries one small
-      // WINDOW_ADJUST per cap/2 bytes instead of one per 32 KiB packet.
-      const granted = entry.ch.incoming.window - amount; // the peer's real credit before this adjust
-      const wanted = granted > entry.cap * REGRANT_AT ? 0 : entry.cap - granted;
-      entry.ch.incoming.window = granted + wanted;
-      if (wanted === 0) return undefined;
-      amount = wanted;
-    }
-    return original.call(this, recipient, amount);
+    if (!entry) return original.call(this, recipient, amount);
+    const shared = isShared(registry);
+    if (entry.ch._readableState) entry.ch._readableState.highWaterMark = shared ? entry.highWaterMark.shared : entry.highWaterMark.alone;
+    if (!shared) return original.call(this, recipient, amount);
+    // ssh2 calls this on every data packet once below its 1 MiB threshold (always, under a cap):
+    // re-grant only when half the cap is spent, so the device leg carries one small
+    // WINDOW_ADJUST per cap/2 bytes instead of one per 32 KiB packet.
+    const granted = entry.ch.incoming.window - amount; // the peer's real credit before this adjust
+    const wanted = granted > entry.cap * REGRANT_AT ? 0 : entry.cap - granted;
+    entry.ch.incoming.window = granted + wanted;
+    return wanted === 0 ? undefined : original.call(this, recipient, wanted);
   };
   return registry;
 }
@@ -137,7 +135,8 @@ export function capReceiveWindow(channel: Duplex, cap: number = STREAM_WINDOW): 
   if (cap <= 0 || !proto || typeof adjust !== 'function' || typeof ch.incoming?.window !== 'number') return;
   const registry = proto[CAPS] ?? installRegistry(proto, adjust);
   const id = ch.outgoing.id;
-  const entry: Entry = { ch, cap, inUse: false, highWaterMark: ch._readableState?.highWaterMark ?? 0, lastActive: 0 };
+  const alone = ch._readableState?.highWaterMark ?? 0;
+  const entry: Entry = { ch, cap, highWaterMark: { alone, shared: Math.min(cap, alone) }, lastActive: 0 };
   registry.entries.set(id, entry);
   // ssh2 hands each incoming data packet to push(): that is the channel's activity.
   const push = channel.push;
@@ -147,9 +146,7 @@ export function capReceiveWindow(channel: Duplex, cap: number = STREAM_WINDOW): 
   };
   channel.once('close', () => {
     if (registry.entries.get(id) === entry) registry.entries.delete(id);
-    if (!entry.inUse) return;
-    entry.inUse = false;
-    registry.streams.delete(entry);
+    if (!registry.streams.delete(entry)) return;
     registry.closedActive = Math.max(registry.closedActive, entry.lastActive);
   });
 }
@@ -159,8 +156,7 @@ export function markStreamInUse(channel: Duplex): void {
   const ch = channel as unknown as Partial<ChannelInternals>;
   const registry = ch._client?._protocol?.[CAPS];
   const entry = ch.outgoing && registry?.entries.get(ch.outgoing.id);
-  if (!registry || !entry || entry.ch !== ch || entry.inUse) return;
-  entry.inUse = true;
+  if (!registry || !entry || entry.ch !== ch || registry.streams.has(entry)) return;
   registry.streams.add(entry);
   if (entry.lastActive > 0) registry.quietUntil = 0;
 }
