@@ -20,10 +20,15 @@
  * VARIANT   comma-separated settings for our processes; "" (or "default") for none:
  *             NAME=VALUE   environment variable (e.g. BROKER_STREAM_WINDOW=0)
  *             --flag       node/V8 command-line flag (e.g. --max-semi-space-size=8)
+ *             build=DIR    run this variant from another build: a snapshot made
+ *                          with --snapshot (default: this checkout's bin/ and dist/)
  * Options   --repeats N (5)  --streams N (1)  --mib N (256)  --count N (2000)
+ *           --snapshot DIR   copy this checkout's current build to DIR and exit
  *           --help
  *
- * Example: node bench/ab.js download --streams 8 '' BROKER_STREAM_WINDOW=0
+ * Examples: node bench/ab.js download --streams 8 '' BROKER_STREAM_WINDOW=0
+ *           node bench/ab.js --snapshot /tmp/before   (then change src/, npm run build)
+ *           node bench/ab.js connections build=/tmp/before ''
  * Needs dist/ (npm run build). Traffic stays on 127.0.0.1.
  */
 const path = require('node:path');
@@ -34,6 +39,7 @@ const ours = require('./lib/ours');
 const client = require('./lib/client');
 const { median, cpuMs } = require('./lib/util');
 const { rotated } = require('./lib/scenarios');
+const { snapshotCode, isRunnableCode, ROOT } = require('./lib/snapshot');
 
 const SCENARIOS = {
   download: { unit: 'MiB/s', helpers: 1, run: (c, o) => bulk(client.bulkDownload, c, o) },
@@ -42,17 +48,22 @@ const SCENARIOS = {
   fairness: { unit: 'B p50, B p99, B new p50, B new p99 (ms), A MiB/s', helpers: 2, run: fairness },
 };
 
-/** Parse one VARIANT argument into { label, env, nodeArgs }. */
+/** Parse one VARIANT argument into { label, env, nodeArgs, build }. */
 function parseVariant(text) {
   const env = {};
   const nodeArgs = [];
+  let build = ROOT;
   const parts = text === 'default' ? [] : text.split(',').map((s) => s.trim()).filter(Boolean);
   for (const part of parts) {
     if (part.startsWith('--')) nodeArgs.push(part);
+    else if (part.startsWith('build=')) {
+      build = path.resolve(part.slice('build='.length));
+      if (!isRunnableCode(build)) throw new Error(`variant setting "${part}": no bin/broker and dist/cli/main.js there (make one with --snapshot DIR)`);
+    }
     else if (/^[A-Za-z_][A-Za-z0-9_]*=/.test(part)) env[part.slice(0, part.indexOf('='))] = part.slice(part.indexOf('=') + 1);
     else throw new Error(`variant setting "${part}": expected NAME=VALUE or --flag`);
   }
-  return { label: parts.length ? parts.join(',') : 'default', env, nodeArgs };
+  return { label: parts.length ? parts.join(',') : 'default', env, nodeArgs, build };
 }
 
 async function bulk(fn, chain, o) {
@@ -85,14 +96,20 @@ function fmt(v) {
 
 async function main() {
   // Hand-parsed: a variant may itself start with "--" (a node flag), which a generic parser would reject.
-  const opts = { repeats: '5', streams: '1', mib: '256', count: '2000', help: false };
+  const opts = { repeats: '5', streams: '1', mib: '256', count: '2000', snapshot: undefined, help: false };
   const positionals = [];
   const argv = process.argv.slice(2);
   for (let i = 0; i < argv.length; i++) {
-    const m = /^--(repeats|streams|mib|count)(?:=(.*))?$/.exec(argv[i]);
+    const m = /^--(repeats|streams|mib|count|snapshot)(?:=(.*))?$/.exec(argv[i]);
     if (m) opts[m[1]] = m[2] ?? argv[++i];
     else if (argv[i] === '--help' || argv[i] === '-h') opts.help = true;
     else positionals.push(argv[i]);
+  }
+  if (opts.snapshot) {
+    if (fs.existsSync(opts.snapshot)) throw new Error(`--snapshot ${opts.snapshot}: already exists; pick a new directory`);
+    const code = snapshotCode(path.resolve(opts.snapshot));
+    process.stdout.write(`build of ${code.distBuiltAt} copied to ${code.dir}${code.srcNewerThanDist ? ' (NOTE: src/ has newer files than dist/: was npm run build forgotten?)' : ''}\n`);
+    return;
   }
   const [name, ...variantArgs] = positionals;
   if (opts.help || !SCENARIOS[name] || variantArgs.length === 0) {
@@ -104,13 +121,14 @@ async function main() {
   const o = { repeats: Number(opts.repeats), streams: Number(opts.streams), mib: Number(opts.mib), count: Number(opts.count) };
   for (const [k, v] of Object.entries(o)) if (!Number.isInteger(v) || v < 1) throw new Error(`--${k} must be a positive integer`);
   const variants = variantArgs.map(parseVariant);
-  if (!fs.existsSync(path.join(ours.ROOT, 'dist', 'cli', 'main.js'))) throw new Error('dist/ is missing: run npm run build first');
+  if (!isRunnableCode(ROOT)) throw new Error('dist/ is missing: run npm run build first');
 
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-ab-'));
   const t = procs.startNode(path.join(__dirname, 'lib', 'target-server.js'), [], { name: 'target', logFile: path.join(dir, 'target.log') });
   o.target = await new Promise((resolve) => t.once('message', (m) => resolve({ host: '127.0.0.1', port: m.port })));
   const chains = [];
   for (const [i, v] of variants.entries()) {
+    process.env.BENCH_CODE_DIR = v.build; // read by ours.js when it spawns this chain
     chains.push(await ours.startChain(path.join(dir, String(i)), o.target, { helpers: scenario.helpers, env: v.env, nodeArgs: () => v.nodeArgs }));
   }
   const results = variants.map(() => ({ runs: [], cpu: {} }));

@@ -20,6 +20,7 @@ const path = require('node:path');
 const { execSync } = require('node:child_process');
 const procs = require('./lib/procs');
 const { machineInfo } = require('./lib/util');
+const { snapshotCode } = require('./lib/snapshot');
 const { Results, renderTable, LEGEND } = require('./lib/report');
 
 const ROOT = path.resolve(__dirname, '..');
@@ -113,6 +114,7 @@ async function main() {
   if (machine.loadavg[0] > machine.nproc * 0.5) log('note: the machine is busy (load average above half the CPUs); expect noisy numbers');
   log(`scenarios: ${names.join(', ')}${opts.quick ? ' (quick sizes)' : ''}`);
   const code = snapshotCode(path.join(dir, 'code'));
+  process.env.BENCH_CODE_DIR = code.dir;
   log(`code under test: dist/ built ${code.distBuiltAt}${code.srcNewerThanDist ? ' (NOTE: src/ has newer files than dist/; run npm run build to measure them)' : ''}, snapshot in ${code.dir}`);
 
   // target server in its own process
@@ -202,35 +204,6 @@ async function main() {
 }
 
 function safe(f) { try { return f(); } catch { return null; } }
-
-/**
- * Copy bin/ and dist/ to a private directory (node_modules linked) and point the
- * benchmark at it, so that someone rebuilding dist/ during a long run cannot mix
- * two versions of the code into one set of results.
- */
-function snapshotCode(into) {
-  fs.mkdirSync(into, { recursive: true });
-  fs.cpSync(path.join(ROOT, 'dist'), path.join(into, 'dist'), { recursive: true });
-  fs.cpSync(path.join(ROOT, 'bin'), path.join(into, 'bin'), { recursive: true });
-  fs.copyFileSync(path.join(ROOT, 'package.json'), path.join(into, 'package.json'));
-  fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(into, 'node_modules'));
-  process.env.BENCH_CODE_DIR = into;
-  const newest = (d, ext) => {
-    let t = 0;
-    const walk = (p) => {
-      for (const e of fs.readdirSync(p, { withFileTypes: true })) {
-        const f = path.join(p, e.name);
-        if (e.isDirectory()) walk(f);
-        else if (f.endsWith(ext)) t = Math.max(t, fs.statSync(f).mtimeMs);
-      }
-    };
-    try { walk(d); } catch { /* ignore */ }
-    return t;
-  };
-  const distT = newest(path.join(ROOT, 'dist'), '.js');
-  const srcT = newest(path.join(ROOT, 'src'), '.ts');
-  return { dir: into, distBuiltAt: new Date(distT).toISOString(), srcNewerThanDist: srcT > distT };
-}
 
 /** Which code was measured: commit, whether src/ had local changes, when dist/ was built. */
 function codeInfo() {
