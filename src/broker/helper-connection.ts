@@ -13,7 +13,7 @@ import { DESCRIBE_COMMAND, Limits, PROTOCOL_VERSION, SOCKS_STREAM_PATH, Timeouts
 import { sendEvent, type ControlEvent, type EndReason, type HelperInfo } from '../protocol/control';
 import { formatDescriptor } from '../protocol/descriptor';
 import { encodeReply } from '../protocol/socks5';
-import { acceptSocksConnect } from '../protocol/socks-handshake';
+import { acceptSocksConnect, answer } from '../protocol/socks-handshake';
 import { makeTarget, type Target } from '../protocol/target';
 import { rejectChannel } from '../transport/open-failure';
 import { acceptTerminalRequests } from './agent-connection';
@@ -134,7 +134,7 @@ export function handleHelper(conn: Connection, session: Session, info: HelperInf
     const request = await acceptSocksConnect(ch, { timeoutMs: Timeouts.socksHandshake, idleTimeoutMs: Timeouts.poolIdle }).catch((err) => failWith(ch, err));
     if (!request) return;
     if (request.command !== 1) {
-      ch.end(Buffer.concat([encodeReply(0x07), Buffer.from('only CONNECT is supported\n')]));
+      ch.end(answer(request, encodeReply(0x07), Buffer.from('only CONNECT is supported\n')));
       return;
     }
     const target = request.target;
@@ -142,10 +142,10 @@ export function handleHelper(conn: Connection, session: Session, info: HelperInf
     metrics?.streamOpened('socks', socksReplyMessage(out.rep), out.openSeconds);
     if (out.rep !== 0 || !out.stream) {
       auditRefused(log, session, link, target, out.rep, out.reason, 'socks');
-      ch.end(Buffer.concat([encodeReply(out.rep), Buffer.from(`${out.reason}\n`)]));
+      ch.end(answer(request, encodeReply(out.rep), Buffer.from(`${out.reason}\n`)));
       return;
     }
-    ch.write(encodeReply(0, out.stream.bound));
+    ch.write(answer(request, encodeReply(0, out.stream.bound)));
     await runRoute(session, link, target, ch, out.stream.channel, log, 'socks', metrics);
   };
 

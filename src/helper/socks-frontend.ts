@@ -11,7 +11,7 @@ import { BrokerError, describeError, toSocksReply } from '../errors';
 import { silentLogger, type Logger } from '../log';
 import { Timeouts } from '../protocol/constants';
 import { encodeReply } from '../protocol/socks5';
-import { acceptSocksConnect } from '../protocol/socks-handshake';
+import { acceptSocksConnect, answer, NOTHING_OWED } from '../protocol/socks-handshake';
 import { formatTarget } from '../protocol/target';
 import { watchWhileOpening } from '../transport/early-close';
 import { boundAddress, listenOn, stopServer } from '../transport/listen';
@@ -50,12 +50,14 @@ export class SocksFrontend extends EventEmitter<SocksFrontendEvents> {
     socket.once('close', () => this.sockets.delete(socket));
     socket.on('error', (err) => this.log.debug('socks client error', { error: describeError(err) }));
     let targetText = '?';
+    let owed = NOTHING_OWED;
     try {
       const request = await acceptSocksConnect(socket, { timeoutMs: Timeouts.socksHandshake });
       if (!request) return;
+      owed = request;
       targetText = formatTarget(request.target);
       if (request.command !== 1) {
-        socket.end(encodeReply(0x07));
+        socket.end(answer(request, encodeReply(0x07)));
         this.emit('stream', { target: targetText, rep: 7, reason: 'only CONNECT is supported' });
         return;
       }
@@ -68,7 +70,7 @@ export class SocksFrontend extends EventEmitter<SocksFrontendEvents> {
         socket.destroy();
         return;
       }
-      socket.write(encodeReply(0, opened.bound));
+      socket.write(answer(request, encodeReply(0, opened.bound)));
       if (early.length) opened.stream.write(early);
       const r = await relay(socket, opened.stream);
       this.emit('stream', { target: targetText, rep: 0, reason: 'succeeded', sent: r.aToB, received: r.bToA, durationMs: r.durationMs });
@@ -78,9 +80,9 @@ export class SocksFrontend extends EventEmitter<SocksFrontendEvents> {
       this.log.info('socks request failed', { dest: targetText, code: e.code, reason: e.message });
       this.emit('stream', { target: targetText, rep: toSocksReply(e.code), reason: e.message });
       if (!socket.destroyed) {
-        if (reply) socket.end(reply);
+        if (reply) socket.end(answer(owed, reply));
         else if (targetText === '?') socket.destroy();
-        else socket.end(encodeReply(toSocksReply(e.code)));
+        else socket.end(answer(owed, encodeReply(toSocksReply(e.code))));
       }
     }
   }
