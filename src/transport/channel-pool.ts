@@ -3,7 +3,9 @@
  * keeping a few open and idle means a new stream can start with its first write,
  * which is what brings connection setup down to one end-to-end round trip.
  * Channels the peer closes while idle are dropped; the pool refills in the
- * background after each take, one open at a time.
+ * background after each take. The refill waits for the next turn of the event
+ * loop, so the taken channel's first bytes (the SOCKS request) leave before the
+ * new channel's open, and the peer handles the request first.
  */
 import type { Duplex } from 'node:stream';
 
@@ -11,6 +13,7 @@ export class ChannelPool<T extends Duplex> {
   private readonly idle: T[] = [];
   private pending = 0;
   private closed = false;
+  private refill: NodeJS.Immediate | undefined;
 
   constructor(private readonly openChannel: () => Promise<T>, private readonly size: number) {}
 
@@ -20,8 +23,15 @@ export class ChannelPool<T extends Duplex> {
     while ((ch = this.idle.shift())) {
       if (!ch.destroyed && ch.writable && ch.readable) break;
     }
-    this.fill();
-    return ch ?? this.openChannel();
+    if (!ch) {
+      this.fill();
+      return this.openChannel();
+    }
+    this.refill ??= setImmediate(() => {
+      this.refill = undefined;
+      this.fill();
+    });
+    return ch;
   }
 
   /** Start keeping `size` channels ready. */
@@ -55,6 +65,8 @@ export class ChannelPool<T extends Duplex> {
   /** Destroy idle channels and stop refilling. Idempotent. */
   close(): void {
     this.closed = true;
+    if (this.refill) clearImmediate(this.refill);
+    this.refill = undefined;
     for (const ch of this.idle.splice(0)) ch.destroy();
   }
 }

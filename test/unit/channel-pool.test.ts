@@ -1,0 +1,113 @@
+/**
+ * The pre-opened channel pool: fills to its size, hands out ready channels, skips
+ * ones the peer closed, refills only after the taker's first write has gone out
+ * (so the peer sees the request before the next open), and stops on close().
+ */
+import { PassThrough } from 'node:stream';
+import { setImmediate as tick } from 'node:timers/promises';
+import { ChannelPool } from '../../src/transport/channel-pool';
+
+function fakeOpener() {
+  const log: string[] = [];
+  let n = 0;
+  let refuse = false;
+  const open = (): Promise<PassThrough & { id: number }> => {
+    const id = ++n;
+    log.push(`open ${id}`);
+    if (refuse) return Promise.reject(new Error('refused'));
+    const ch = Object.assign(new PassThrough(), { id });
+    ch.on('data', (d: Buffer) => log.push(`write ${id}: ${d.toString()}`));
+    return Promise.resolve(ch);
+  };
+  return { open, log, refuse: (on: boolean) => { refuse = on; } };
+}
+
+describe('ChannelPool', () => {
+  test('fills to its size and hands out the oldest ready channel', async () => {
+    const f = fakeOpener();
+    const pool = new ChannelPool(f.open, 3);
+    pool.fill();
+    await tick();
+    expect(pool.ready).toBe(3);
+    expect((await pool.take()).id).toBe(1);
+    pool.close();
+  });
+
+  test("the refill's open comes after the taker's first write", async () => {
+    const f = fakeOpener();
+    const pool = new ChannelPool(f.open, 2);
+    pool.fill();
+    await tick();
+    f.log.length = 0;
+    const ch = await pool.take();
+    ch.write('CONNECT');
+    await tick();
+    await tick();
+    expect(f.log).toEqual(['write 1: CONNECT', 'open 3']);
+    expect(pool.ready).toBe(2);
+    pool.close();
+  });
+
+  test('several takes in one turn schedule one refill, which tops the pool up', async () => {
+    const f = fakeOpener();
+    const pool = new ChannelPool(f.open, 3);
+    pool.fill();
+    await tick();
+    await Promise.all([pool.take(), pool.take()]);
+    await tick();
+    await tick();
+    expect(f.log.filter((l) => l.startsWith('open'))).toEqual(['open 1', 'open 2', 'open 3', 'open 4', 'open 5']);
+    expect(pool.ready).toBe(3);
+    pool.close();
+  });
+
+  test('channels the peer closed while idle are skipped', async () => {
+    const f = fakeOpener();
+    const pool = new ChannelPool(f.open, 2);
+    pool.fill();
+    await tick();
+    const first = await pool.take();
+    first.destroy();
+    await tick();
+    const idle = (pool as unknown as { idle: Array<PassThrough & { id: number }> }).idle;
+    idle[0]!.destroy(); // channel 2 closes while idle
+    await tick();
+    expect((await pool.take()).id).toBe(3);
+    pool.close();
+  });
+
+  test('an empty pool opens a channel for the taker at once', async () => {
+    const f = fakeOpener();
+    const pool = new ChannelPool(f.open, 1);
+    const ch = await pool.take();
+    expect(ch.id).toBeGreaterThan(0);
+    pool.close();
+  });
+
+  test('a refused open stops refilling until the next take (no busy loop)', async () => {
+    const f = fakeOpener();
+    f.refuse(true);
+    const pool = new ChannelPool(f.open, 2);
+    pool.fill();
+    await tick();
+    await tick();
+    expect(f.log).toEqual(['open 1', 'open 2']);
+    expect(pool.ready).toBe(0);
+    pool.close();
+  });
+
+  test('close() destroys idle channels and cancels a scheduled refill', async () => {
+    const f = fakeOpener();
+    const pool = new ChannelPool(f.open, 2);
+    pool.fill();
+    await tick();
+    const idle = [...(pool as unknown as { idle: PassThrough[] }).idle];
+    await pool.take();
+    pool.close();
+    await tick();
+    await tick();
+    expect(f.log.filter((l) => l.startsWith('open'))).toEqual(['open 1', 'open 2']);
+    expect(idle[1]!.destroyed).toBe(true);
+    expect(pool.ready).toBe(0);
+  });
+});
