@@ -18,12 +18,17 @@ export interface Logger {
   child(scope: string, meta?: Record<string, unknown>): Logger;
 }
 
+/**
+ * Levels are checked here, before winston: a message below the level would
+ * otherwise still go through winston's object stream before being dropped (5 % of
+ * a device agent's CPU per connection, for the `stream opened` line it never prints).
+ */
 class WinstonLogger implements Logger {
   constructor(private readonly w: winston.Logger, private readonly scope: string) {}
-  error(msg: string, meta?: Record<string, unknown>): void { this.w.error(msg, meta); }
-  warn(msg: string, meta?: Record<string, unknown>): void { this.w.warn(msg, meta); }
-  info(msg: string, meta?: Record<string, unknown>): void { this.w.info(msg, meta); }
-  debug(msg: string, meta?: Record<string, unknown>): void { this.w.debug(msg, meta); }
+  error(msg: string, meta?: Record<string, unknown>): void { if (this.w.isErrorEnabled()) this.w.error(msg, meta); }
+  warn(msg: string, meta?: Record<string, unknown>): void { if (this.w.isWarnEnabled()) this.w.warn(msg, meta); }
+  info(msg: string, meta?: Record<string, unknown>): void { if (this.w.isInfoEnabled()) this.w.info(msg, meta); }
+  debug(msg: string, meta?: Record<string, unknown>): void { if (this.w.isDebugEnabled()) this.w.debug(msg, meta); }
   child(scope: string, meta?: Record<string, unknown>): Logger {
     const full = this.scope ? `${this.scope} › ${scope}` : scope;
     return new WinstonLogger(this.w.child({ ...meta, scope: full }), full);
@@ -44,7 +49,6 @@ export function createLogger(opts: { format?: LogFormat; level?: LogLevel; scope
   const w = winston.createLogger({
     level: opts.level ?? 'info',
     silent: opts.silent ?? false,
-    defaultMeta: opts.scope ? { scope: opts.scope } : undefined,
     format:
       format === 'json'
         ? winston.format.combine(winston.format.timestamp(), winston.format.json())
@@ -58,7 +62,8 @@ export function createLogger(opts: { format?: LogFormat; level?: LogLevel; scope
           ),
     transports: [new winston.transports.Stream({ stream: opts.stream ?? process.stderr })],
   });
-  return new WinstonLogger(w, opts.scope ?? '');
+  // The scope is a child's meta, not defaultMeta: winston lets defaultMeta override a child's own scope.
+  return new WinstonLogger(opts.scope ? w.child({ scope: opts.scope }) : w, opts.scope ?? '');
 }
 
 /** A logger that drops everything (library default when the caller passes none). */
