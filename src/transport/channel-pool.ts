@@ -3,9 +3,9 @@
  * keeping a few open and idle means a new stream can start with its first write,
  * which is what brings connection setup down to one end-to-end round trip.
  * Channels the peer closes while idle are dropped; the pool refills in the
- * background after each take. The refill waits for the next turn of the event
- * loop, so the taken channel's first bytes (the SOCKS request) leave before the
- * new channel's open, and the peer handles the request first.
+ * background after each take, just after the taker's first write: the peer then
+ * reads the SOCKS request before the new channel's open, and both still leave in
+ * the same flush of the corked SSH socket (one write).
  */
 import type { Duplex } from 'node:stream';
 
@@ -13,7 +13,7 @@ export class ChannelPool<T extends Duplex> {
   private readonly idle: T[] = [];
   private pending = 0;
   private closed = false;
-  private refill: NodeJS.Immediate | undefined;
+  private refillQueued = false;
 
   constructor(private readonly openChannel: () => Promise<T>, private readonly size: number) {}
 
@@ -27,10 +27,15 @@ export class ChannelPool<T extends Duplex> {
       this.fill();
       return this.openChannel();
     }
-    this.refill ??= setImmediate(() => {
-      this.refill = undefined;
-      this.fill();
-    });
+    if (!this.refillQueued) {
+      this.refillQueued = true;
+      // The taker's continuation (which writes the request) is the next microtask; a
+      // nextTick queued from this one runs after it, before the socket's own flush.
+      queueMicrotask(() => process.nextTick(() => {
+        this.refillQueued = false;
+        this.fill();
+      }));
+    }
     return ch;
   }
 
@@ -65,8 +70,6 @@ export class ChannelPool<T extends Duplex> {
   /** Destroy idle channels and stop refilling. Idempotent. */
   close(): void {
     this.closed = true;
-    if (this.refill) clearImmediate(this.refill);
-    this.refill = undefined;
     for (const ch of this.idle.splice(0)) ch.destroy();
   }
 }

@@ -3,7 +3,7 @@
  * ones the peer closed, refills only after the taker's first write has gone out
  * (so the peer sees the request before the next open), and stops on close().
  */
-import { PassThrough } from 'node:stream';
+import { Duplex } from 'node:stream';
 import { setImmediate as tick } from 'node:timers/promises';
 import { ChannelPool } from '../../src/transport/channel-pool';
 
@@ -11,12 +11,15 @@ function fakeOpener() {
   const log: string[] = [];
   let n = 0;
   let refuse = false;
-  const open = (): Promise<PassThrough & { id: number }> => {
+  const open = (): Promise<Duplex & { id: number }> => {
     const id = ++n;
     log.push(`open ${id}`);
     if (refuse) return Promise.reject(new Error('refused'));
-    const ch = Object.assign(new PassThrough(), { id });
-    ch.on('data', (d: Buffer) => log.push(`write ${id}: ${d.toString()}`));
+    // Records writes as they are made (as ssh2 hands them to its socket).
+    const ch = Object.assign(new Duplex({
+      read() { /* nothing comes back */ },
+      write(d: Buffer, _enc, cb) { log.push(`write ${id}: ${d.toString()}`); cb(); },
+    }), { id });
     return Promise.resolve(ch);
   };
   return { open, log, refuse: (on: boolean) => { refuse = on; } };
@@ -33,17 +36,18 @@ describe('ChannelPool', () => {
     pool.close();
   });
 
-  test("the refill's open comes after the taker's first write", async () => {
+  test("the refill's open comes after the taker's first write, in the same turn", async () => {
     const f = fakeOpener();
     const pool = new ChannelPool(f.open, 2);
     pool.fill();
     await tick();
     f.log.length = 0;
+    setImmediate(() => f.log.push('next turn'));
     const ch = await pool.take();
     ch.write('CONNECT');
     await tick();
     await tick();
-    expect(f.log).toEqual(['write 1: CONNECT', 'open 3']);
+    expect(f.log).toEqual(['write 1: CONNECT', 'open 3', 'next turn']);
     expect(pool.ready).toBe(2);
     pool.close();
   });
@@ -69,7 +73,7 @@ describe('ChannelPool', () => {
     const first = await pool.take();
     first.destroy();
     await tick();
-    const idle = (pool as unknown as { idle: Array<PassThrough & { id: number }> }).idle;
+    const idle = (pool as unknown as { idle: Array<Duplex & { id: number }> }).idle;
     idle[0]!.destroy(); // channel 2 closes while idle
     await tick();
     expect((await pool.take()).id).toBe(3);
@@ -101,7 +105,7 @@ describe('ChannelPool', () => {
     const pool = new ChannelPool(f.open, 2);
     pool.fill();
     await tick();
-    const idle = [...(pool as unknown as { idle: PassThrough[] }).idle];
+    const idle = [...(pool as unknown as { idle: Duplex[] }).idle];
     await pool.take();
     pool.close();
     await tick();
