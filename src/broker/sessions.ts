@@ -39,14 +39,13 @@ export class Session {
     readonly agent: AgentLink,
   ) {
     this.codeDigest = sessionCodeDigest(code);
+    this.redactedCode = redactSessionCode(code);
     this.agentKey = agent.fingerprint;
     this.expiresAt = descriptor.expiresAt ? Date.parse(descriptor.expiresAt) : undefined;
   }
 
-  /** For logs: never the full code. */
-  get redactedCode(): string {
-    return redactSessionCode(this.code);
-  }
+  /** For logs: never the full code (computed once: every stream's audit line carries it). */
+  readonly redactedCode: string;
 
   get maxHelpers(): number | undefined {
     return this.descriptor.maxHelpers;
