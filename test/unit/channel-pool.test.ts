@@ -25,22 +25,25 @@ function fakeOpener() {
   return { open, log, refuse: (on: boolean) => { refuse = on; } };
 }
 
+/** A pool of `size` over a fake opener, filled (its opens have resolved). */
+async function filledPool(size: number) {
+  const f = fakeOpener();
+  const pool = new ChannelPool(f.open, size);
+  pool.fill();
+  await tick();
+  return { f, pool };
+}
+
 describe('ChannelPool', () => {
   test('fills to its size and hands out the oldest ready channel', async () => {
-    const f = fakeOpener();
-    const pool = new ChannelPool(f.open, 3);
-    pool.fill();
-    await tick();
+    const { pool } = await filledPool(3);
     expect(pool.ready).toBe(3);
     expect((await pool.take()).id).toBe(1);
     pool.close();
   });
 
   test("the refill's open comes after the taker's first write, in the same turn", async () => {
-    const f = fakeOpener();
-    const pool = new ChannelPool(f.open, 2);
-    pool.fill();
-    await tick();
+    const { f, pool } = await filledPool(2);
     f.log.length = 0;
     setImmediate(() => f.log.push('next turn'));
     const ch = await pool.take();
@@ -53,10 +56,7 @@ describe('ChannelPool', () => {
   });
 
   test('several takes in one turn schedule one refill, which tops the pool up', async () => {
-    const f = fakeOpener();
-    const pool = new ChannelPool(f.open, 3);
-    pool.fill();
-    await tick();
+    const { f, pool } = await filledPool(3);
     await Promise.all([pool.take(), pool.take()]);
     await tick();
     await tick();
@@ -66,10 +66,7 @@ describe('ChannelPool', () => {
   });
 
   test('channels the peer closed while idle are skipped', async () => {
-    const f = fakeOpener();
-    const pool = new ChannelPool(f.open, 2);
-    pool.fill();
-    await tick();
+    const { pool } = await filledPool(2);
     const first = await pool.take();
     first.destroy();
     await tick();
@@ -101,10 +98,7 @@ describe('ChannelPool', () => {
   });
 
   test('close() destroys idle channels and cancels a scheduled refill', async () => {
-    const f = fakeOpener();
-    const pool = new ChannelPool(f.open, 2);
-    pool.fill();
-    await tick();
+    const { f, pool } = await filledPool(2);
     const idle = [...(pool as unknown as { idle: Duplex[] }).idle];
     await pool.take();
     pool.close();
