@@ -7,7 +7,7 @@
 import type { Connection, ServerChannel } from 'ssh2';
 import { BrokerError, describeError } from '../errors';
 import type { ControlEvent } from '../protocol/control';
-import { POOL_SIZE } from '../protocol/constants';
+import { POOL_DECAY_MS, POOL_MAX, POOL_SIZE } from '../protocol/constants';
 import { requestSocksConnect, type SocksConnectReply } from '../protocol/socks-handshake';
 import { helperLabel } from '../protocol/socks-auth';
 import { ChannelPool } from '../transport/channel-pool';
@@ -60,9 +60,9 @@ export class AgentLink {
   }
 
   /** Start keeping a few tunnel channels open, so a stream starts with its first write. */
-  startPool(size = POOL_SIZE): void {
+  startPool(size = POOL_SIZE, max = POOL_MAX): void {
     if (size <= 0 || this.pool) return;
-    this.pool = new ChannelPool(() => this.openChannel('127.0.0.1', 0), size);
+    this.pool = new ChannelPool(() => this.openChannel('127.0.0.1', 0), size, { max, decayMs: POOL_DECAY_MS });
     this.pool.fill();
   }
 

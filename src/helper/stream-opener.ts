@@ -8,7 +8,7 @@
 import type { Duplex } from 'node:stream';
 import type { Client, ClientChannel } from 'ssh2';
 import { BrokerError, describeError, fromSocksReply } from '../errors';
-import { POOL_SIZE, SOCKS_STREAM_PATH, Timeouts } from '../protocol/constants';
+import { POOL_DECAY_MS, POOL_MAX, POOL_SIZE, SOCKS_STREAM_PATH, Timeouts } from '../protocol/constants';
 import { ChannelPool } from '../transport/channel-pool';
 import { requestSocksConnect } from '../protocol/socks-handshake';
 import type { Target } from '../protocol/target';
@@ -28,9 +28,9 @@ export interface StreamOpener {
 export class SshStreamOpener implements StreamOpener {
   private readonly pool: ChannelPool<ClientChannel> | undefined;
 
-  constructor(private readonly client: Client, private readonly handshakeTimeoutMs = Timeouts.socksHandshake + Timeouts.dial + 2000, poolSize = POOL_SIZE) {
+  constructor(private readonly client: Client, private readonly handshakeTimeoutMs = Timeouts.socksHandshake + Timeouts.dial + 2000, poolSize = POOL_SIZE, poolMax = POOL_MAX) {
     if (poolSize > 0) {
-      this.pool = new ChannelPool(() => this.openChannel(), poolSize);
+      this.pool = new ChannelPool(() => this.openChannel(), poolSize, { max: poolMax, decayMs: POOL_DECAY_MS });
       this.pool.fill();
     }
   }

@@ -63,7 +63,13 @@ export const Timeouts = {
 } as const;
 
 /** Pre-opened channels kept per helper connection and per device tunnel (BROKER_POOL_SIZE; 0 disables). */
-export const POOL_SIZE = Math.max(0, Math.min(32, Number(process.env.BROKER_POOL_SIZE ?? 4) || 0));
+export const POOL_SIZE = Math.max(0, Math.min(32, Number(process.env.BROKER_POOL_SIZE ?? 8) || 0));
+
+/** Most pre-opened channels a pool grows to after bursts of connections (BROKER_POOL_MAX; at least POOL_SIZE). */
+export const POOL_MAX = Math.max(POOL_SIZE, Math.min(64, Number(process.env.BROKER_POOL_MAX ?? 32) || 0));
+
+/** Quiet time after which a grown pool halves back towards POOL_SIZE (BROKER_POOL_DECAY_MS). */
+export const POOL_DECAY_MS = Math.max(100, Number(process.env.BROKER_POOL_DECAY_MS ?? 30_000) || 30_000);
 
 /** Default listen addresses. */
 export const Defaults = {

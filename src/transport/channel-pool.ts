@@ -6,16 +6,45 @@
  * background after each take, just after the taker's first write: the peer then
  * reads the SOCKS request before the new channel's open, and both still leave in
  * the same flush of the corked SSH socket (one write).
+ *
+ * The pool follows demand: a web page opens a burst of connections at once, and
+ * every one beyond what is ready waits for its own channel open (over a WAN one more
+ * round trip on each leg). A take that leaves fewer than half of the pool ready (the
+ * burst is draining it faster than it refills; an empty pool is the extreme case)
+ * raises the number kept ready by two, up to `max`, so the next burst is served from
+ * the pool. Counting only empty takes was not enough: the broker's pool on the device
+ * leg refills while the helper opens its own missing channels, so it rarely ran empty
+ * and never learned (through the emulated WAN, the second burst of 16 still had 8
+ * connections at 2.1 round trips). Sequential streams never drain it below half. Once
+ * no take has drained it for `decayMs`, the number halves (never below `size`) and the
+ * surplus idle channels are closed, so an idle session goes back to its few channels.
  */
 import type { Duplex } from 'node:stream';
+
+export interface ChannelPoolOptions {
+  /** Most channels ever kept ready (default: `size`, i.e. a fixed pool). */
+  max?: number;
+  /** Quiet time (no empty take) before the pool shrinks by half towards `size`. */
+  decayMs?: number;
+}
 
 export class ChannelPool<T extends Duplex> {
   private readonly idle: T[] = [];
   private pending = 0;
   private closed = false;
   private refillQueued = false;
+  /** How many channels are kept ready now: between `size` and `max`. */
+  private target: number;
+  private readonly max: number;
+  private readonly decayMs: number;
+  private lastGrowth = 0;
+  private decayTimer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly openChannel: () => Promise<T>, private readonly size: number) {}
+  constructor(private readonly openChannel: () => Promise<T>, private readonly size: number, opts: ChannelPoolOptions = {}) {
+    this.target = size;
+    this.max = Math.max(size, opts.max ?? size);
+    this.decayMs = opts.decayMs ?? 30_000;
+  }
 
   /** A ready channel: a pooled one if any, else a freshly opened one. Refills behind. */
   async take(): Promise<T> {
@@ -24,9 +53,11 @@ export class ChannelPool<T extends Duplex> {
       if (!ch.destroyed && ch.writable && ch.readable) break;
     }
     if (!ch) {
+      this.grow();
       this.fill();
       return this.openChannel();
     }
+    if (this.idle.length < this.target / 2) this.grow();
     if (!this.refillQueued) {
       this.refillQueued = true;
       // The taker's continuation (which writes the request) is the next microtask; a
@@ -39,9 +70,9 @@ export class ChannelPool<T extends Duplex> {
     return ch;
   }
 
-  /** Start keeping `size` channels ready. */
+  /** Start keeping channels ready (`size` of them at first). */
   fill(): void {
-    while (!this.closed && this.idle.length + this.pending < this.size) {
+    while (!this.closed && this.idle.length + this.pending < this.target) {
       this.pending++;
       this.openChannel().then(
         (ch) => {
@@ -67,9 +98,45 @@ export class ChannelPool<T extends Duplex> {
     return this.idle.length;
   }
 
+  /** How many channels the pool keeps ready now (grows with bursts, shrinks when quiet). */
+  get capacity(): number {
+    return this.target;
+  }
+
   /** Destroy idle channels and stop refilling. Idempotent. */
   close(): void {
     this.closed = true;
+    if (this.decayTimer) clearTimeout(this.decayTimer);
+    this.decayTimer = undefined;
     for (const ch of this.idle.splice(0)) ch.destroy();
+  }
+
+  /** A take drained the pool below half: keep two more ready from now on. */
+  private grow(): void {
+    if (this.closed) return;
+    this.lastGrowth = Date.now(); // still in demand: not the time to shrink
+    if (this.target >= this.max) return;
+    this.target = Math.min(this.max, this.target + 2);
+    this.decayTimer ??= this.armDecay(this.decayMs);
+  }
+
+  private armDecay(ms: number): NodeJS.Timeout {
+    const t = setTimeout(() => this.decay(), ms);
+    t.unref();
+    return t;
+  }
+
+  /** Quiet for `decayMs` since the pool last grew: halve towards `size`, closing idle extras. */
+  private decay(): void {
+    this.decayTimer = undefined;
+    if (this.closed) return;
+    const quietFor = Date.now() - this.lastGrowth;
+    if (quietFor < this.decayMs) {
+      this.decayTimer = this.armDecay(this.decayMs - quietFor);
+      return;
+    }
+    this.target = Math.max(this.size, Math.ceil(this.target / 2));
+    while (this.idle.length > 0 && this.idle.length + this.pending > this.target) this.idle.shift()!.destroy();
+    if (this.target > this.size) this.decayTimer = this.armDecay(this.decayMs);
   }
 }

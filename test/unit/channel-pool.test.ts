@@ -5,7 +5,7 @@
  */
 import { Duplex } from 'node:stream';
 import { setImmediate as tick } from 'node:timers/promises';
-import { ChannelPool } from '../../src/transport/channel-pool';
+import { ChannelPool, type ChannelPoolOptions } from '../../src/transport/channel-pool';
 
 function fakeOpener() {
   const log: string[] = [];
@@ -26,9 +26,9 @@ function fakeOpener() {
 }
 
 /** A pool of `size` over a fake opener, filled (its opens have resolved). */
-async function filledPool(size: number) {
+async function filledPool(size: number, opts?: ChannelPoolOptions) {
   const f = fakeOpener();
-  const pool = new ChannelPool(f.open, size);
+  const pool = new ChannelPool(f.open, size, opts);
   pool.fill();
   await tick();
   return { f, pool };
@@ -107,5 +107,97 @@ describe('ChannelPool', () => {
     expect(f.log.filter((l) => l.startsWith('open'))).toEqual(['open 1', 'open 2']);
     expect(idle[1]!.destroyed).toBe(true);
     expect(pool.ready).toBe(0);
+  });
+
+  test('a burst that drains the pool below half raises what it keeps ready, up to max', async () => {
+    const { pool } = await filledPool(4, { max: 9, decayMs: 60_000 });
+    await Promise.all([pool.take(), pool.take()]); // half left: no growth
+    expect(pool.capacity).toBe(4);
+    await tick();
+    await tick();
+    await Promise.all([pool.take(), pool.take(), pool.take()]); // one left: two more from now on
+    expect(pool.capacity).toBe(6);
+    await tick();
+    await tick();
+    await Promise.all(Array.from({ length: 7 }, () => pool.take())); // drained, one miss: up to max
+    expect(pool.capacity).toBe(9);
+    await tick();
+    await tick();
+    // the next burst of nine is served from the pool, none opened on demand
+    const ready = [...(pool as unknown as { idle: Duplex[] }).idle];
+    expect(ready).toHaveLength(9);
+    const taken = await Promise.all(Array.from({ length: 9 }, () => pool.take()));
+    expect(taken.every((c) => ready.includes(c))).toBe(true);
+    pool.close();
+  });
+
+  test('sequential takes never grow it', async () => {
+    const { pool } = await filledPool(2, { max: 8 });
+    for (let i = 0; i < 20; i++) {
+      await pool.take();
+      await tick();
+      await tick();
+    }
+    expect(pool.capacity).toBe(2);
+    pool.close();
+  });
+
+  test('without max the pool stays at its size', async () => {
+    const { pool } = await filledPool(2);
+    await Promise.all(Array.from({ length: 6 }, () => pool.take()));
+    expect(pool.capacity).toBe(2);
+    pool.close();
+  });
+
+  describe('shrinking (fake clock)', () => {
+    beforeEach(() => { jest.useFakeTimers({ doNotFake: ['nextTick', 'queueMicrotask', 'setImmediate'] }); });
+    afterEach(() => { jest.useRealTimers(); });
+
+    test('once quiet, it halves back towards its size and closes the idle extras', async () => {
+      const { pool } = await filledPool(2, { max: 8, decayMs: 30_000 });
+      await Promise.all(Array.from({ length: 8 }, () => pool.take())); // drained, 6 misses: up to max
+      await tick();
+      await tick();
+      expect(pool.capacity).toBe(8);
+      expect(pool.ready).toBe(8);
+      const idle = [...(pool as unknown as { idle: Duplex[] }).idle];
+      jest.advanceTimersByTime(29_000);
+      expect(pool.capacity).toBe(8);
+      jest.advanceTimersByTime(1_000);
+      expect(pool.capacity).toBe(4);
+      expect(pool.ready).toBe(4);
+      expect(idle.filter((c) => c.destroyed)).toHaveLength(4);
+      jest.advanceTimersByTime(30_000);
+      expect(pool.capacity).toBe(2);
+      expect(pool.ready).toBe(2);
+      jest.advanceTimersByTime(60_000);
+      expect(pool.capacity).toBe(2);
+      expect(jest.getTimerCount()).toBe(0);
+      pool.close();
+    });
+
+    test('another draining burst during the quiet time postpones the shrinking', async () => {
+      const { pool } = await filledPool(2, { max: 8, decayMs: 30_000 });
+      await Promise.all([pool.take(), pool.take()]); // drained: capacity 4
+      expect(pool.capacity).toBe(4);
+      await tick();
+      await tick();
+      jest.advanceTimersByTime(20_000);
+      await Promise.all([pool.take(), pool.take(), pool.take(), pool.take()]); // drained again: 8
+      expect(pool.capacity).toBe(8);
+      jest.advanceTimersByTime(20_000); // 40 s since the first growth, 20 s since the last
+      expect(pool.capacity).toBe(8);
+      jest.advanceTimersByTime(10_000);
+      expect(pool.capacity).toBe(4);
+      pool.close();
+    });
+
+    test('close() stops the shrinking timer', async () => {
+      const { pool } = await filledPool(2, { max: 8, decayMs: 30_000 });
+      await Promise.all([pool.take(), pool.take()]);
+      expect(jest.getTimerCount()).toBe(1);
+      pool.close();
+      expect(jest.getTimerCount()).toBe(0);
+    });
   });
 });
