@@ -65,7 +65,7 @@ function sizesFor(o) {
   const full = {
     bulkBytes: 1024 ** 3, connCount: 2000, connWarmup: 2000, concConns: 200, concReqs: 20, idleStreams: 2000,
     fairPersistent: 2000, fairFresh: 300, memSessions: 1000, osshSessions: 200, memStreams: 1000,
-    wanConns: 40, wanDelayMs: 10, wanDownloadMiB: 32,
+    wanConns: 40, wanDelayMs: 10, wanDownloadMiB: 32, wanBurst: 16,
     httpRequests: 1000,
     repeats: { bulk: 3, connections: 3, concurrency: 3, fairness: 2, wan: 1, httpfront: 5 },
     jobCapMs: 120_000,
@@ -74,7 +74,7 @@ function sizesFor(o) {
   const quick = {
     bulkBytes: 64 * 1024 ** 2, connCount: 200, connWarmup: 100, concConns: 50, concReqs: 10, idleStreams: 200,
     fairPersistent: 200, fairFresh: 30, memSessions: 100, osshSessions: 20, memStreams: 200,
-    wanConns: 10, wanDelayMs: 10, wanDownloadMiB: 4,
+    wanConns: 10, wanDelayMs: 10, wanDownloadMiB: 4, wanBurst: 8,
     httpRequests: 200,
     repeats: { bulk: 1, connections: 1, concurrency: 1, fairness: 1, wan: 1, httpfront: 2 },
     jobCapMs: 20_000,

@@ -422,6 +422,38 @@ async function wanTimings({ socks, target, count, gapMs = 20, deadlineMs }) {
 }
 
 /**
+ * What a web page does over a WAN: `conns` new connections at once (curl-like SOCKS),
+ * twice, `gapMs` apart. For each burst: when the last SOCKS success arrived and the
+ * median one, in ms from the burst's start. The second burst shows a tunnel that
+ * learned from the first (our channel pools grow after a burst).
+ */
+async function wanBurst({ socks, target, conns, gapMs = 500, deadlineMs }) {
+  const deadline = nowMs() + deadlineMs;
+  const bursts = [];
+  let errors = 0;
+  let firstError;
+  for (let b = 0; b < 2 && nowMs() < deadline; b++) {
+    if (b > 0) await sleep(gapMs);
+    const t0 = nowMs();
+    const results = await Promise.all(Array.from({ length: conns }, async () => {
+      try {
+        const { sock } = await openStream(socks, target);
+        const at = nowMs() - t0;
+        sock.destroy();
+        return at;
+      } catch (err) {
+        errors++;
+        firstError ??= String(err.message || err);
+        return undefined;
+      }
+    }));
+    const ok = results.filter((x) => x !== undefined);
+    bursts.push({ all: ok.length === conns ? Math.max(...ok) : undefined, p50: median(ok), n: ok.length });
+  }
+  return { first: bursts[0], second: bursts[1], errors, firstError, partial: bursts.length < 2 || bursts.some((x) => x.n < conns) };
+}
+
+/**
  * `count` small keep-alive HTTP GETs, one at a time over one reused connection, to an
  * HTTP server started in this worker: `mode` 'http' through an HTTP proxy
  * (absolute-form requests), 'socks' through one SOCKS stream, 'direct' straight.
@@ -487,4 +519,4 @@ async function downloadBesideIdle({ socks, target, bytes, settleMs, deadlineMs }
   }
 }
 
-module.exports = { openStream, EchoStream, bulkDownload, downloadBesideIdle, bulkUpload, connSetup, concurrency, idleStreams, tinyLatency, bulkUntilStopped, wanTimings, httpKeepAlive, pct, TINY };
+module.exports = { openStream, EchoStream, bulkDownload, downloadBesideIdle, bulkUpload, connSetup, concurrency, idleStreams, tinyLatency, bulkUntilStopped, wanTimings, wanBurst, httpKeepAlive, pct, TINY };

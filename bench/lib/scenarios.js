@@ -391,13 +391,16 @@ async function wan(ctx, res) {
   const delay = sizes.wanDelayMs;
   const rtt = delay * 4; // two legs, each way
   res.note(`${delay} ms each way on the helper-broker leg and on the broker-device leg (user-space delay relays), ${rtt} ms end-to-end round trip; ${sizes.wanConns} sequential new connections, curl-like SOCKS (greeting, wait, CONNECT, wait, request); "RTT" columns = ms / ${rtt}; ` +
-    `then a ${sizes.wanDownloadMiB} MiB download alone and one beside a connection that has been idle for ${WAN_SETTLE_MS / 1000} s`);
+    `then a ${sizes.wanDownloadMiB} MiB download alone and one beside a connection that has been idle for ${WAN_SETTLE_MS / 1000} s; ` +
+    `then ${sizes.wanBurst} new connections at once, twice 0.5 s apart (a web page; our pools grow after the first burst and shrink after ${WAN_POOL_DECAY_MS / 1000} s quiet here, 30 s by default)`);
   const wanDir = path.join(dir, 'wan');
   fs.mkdirSync(wanDir, { recursive: true });
   const targets = [];
   let broker;
   if (ctx.sshd) targets.push(ctx.sshd.port, ctx.sshd.port);
-  broker = await ours.startBroker(wanDir, { name: 'broker-wan' });
+  // Our pools shrink back after a burst sooner than by default, so each run's first burst finds them small again.
+  const poolEnv = { BROKER_POOL_DECAY_MS: String(WAN_POOL_DECAY_MS) };
+  broker = await ours.startBroker(wanDir, { name: 'broker-wan', env: poolEnv });
   targets.push(broker.port, broker.port);
   const relay = procs.startNode(path.join(__dirname, 'delay-relay.js'), [String(delay), targets.join(',')], { name: 'delay-relay', logFile: path.join(wanDir, 'relay.log') });
   const ports = await new Promise((resolve, reject) => {
@@ -419,7 +422,7 @@ async function wan(ctx, res) {
     }
     const ob = ctx.sshd ? 2 : 0;
     ctx.log('wan: starting our chain through the delay relays');
-    chains.push(await ours.startChain(wanDir, ctx.target, { broker, helpers: 1, helperAddress: `127.0.0.1:${ports[ob]}`, deviceAddress: `127.0.0.1:${ports[ob + 1]}`, tag: '-wan' }));
+    chains.push(await ours.startChain(wanDir, ctx.target, { broker, helpers: 1, helperAddress: `127.0.0.1:${ports[ob]}`, deviceAddress: `127.0.0.1:${ports[ob + 1]}`, tag: '-wan', env: poolEnv }));
     await eachRun({ reps: sizes.repeats.wan, items: (rep) => rotated(chains, rep), budget, res, label: (v) => v.name }, async (v, rep) => {
       ctx.log(`wan: ${sizes.wanConns} new connections via ${v.name} (run ${rep + 1}/${sizes.repeats.wan})`);
       const r = await runJob('wanTimings', { socks: v.socks, target: ctx.target, count: sizes.wanConns, deadlineMs: budget.jobMs(sizes.jobCapMs) }, { hardTimeoutMs: sizes.jobCapMs + 60_000 });
@@ -438,6 +441,16 @@ async function wan(ctx, res) {
       res.add(`download ${sizes.wanDownloadMiB} MiB alone`, 'MiB/s', 'higher', v.name, d.aloneMiBps);
       res.add(`download ${sizes.wanDownloadMiB} MiB beside an idle connection`, 'MiB/s', 'higher', v.name, d.besideMiBps);
       res.raw({ variant: v.name, rep, download: d });
+      const b = await runJob('wanBurst', { socks: v.socks, target: ctx.target, conns: sizes.wanBurst, deadlineMs: budget.jobMs(sizes.jobCapMs) }, { hardTimeoutMs: sizes.jobCapMs + 60_000 });
+      if (b.errors) res.error(`${v.name}: ${b.errors} burst connections failed (first: ${b.firstError})`);
+      if (b.partial) res.partial(`${v.name}: a burst of ${sizes.wanBurst} did not complete`);
+      for (const [k, label] of [['first', 'first burst'], ['second', 'second burst']]) {
+        res.add(`${sizes.wanBurst} at once, ${label}: last SOCKS success`, 'ms', 'lower', v.name, b[k]?.all);
+        res.add(`${sizes.wanBurst} at once, ${label}: last success in round trips`, 'RTT', 'lower', v.name, b[k]?.all === undefined ? undefined : b[k].all / rtt);
+      }
+      res.raw({ variant: v.name, rep, burst: b });
+      // Let our grown pools shrink back (32 -> 4 is three halvings) before the next run's first burst.
+      if (v.name === 'ours') await sleep(WAN_POOL_DECAY_MS * 4);
     });
   } finally {
     for (const c of chains) await c.close();
@@ -448,6 +461,8 @@ async function wan(ctx, res) {
 
 /** How long the idle connection stays quiet before the download beside it (longer than the cap's 2 s hold). */
 const WAN_SETTLE_MS = 2500;
+/** Our pools' BROKER_POOL_DECAY_MS on the WAN chain (bursts are 0.5 s apart, well inside it). */
+const WAN_POOL_DECAY_MS = 1500;
 
 function fmtBytes(n) {
   if (n >= GiB && n % GiB === 0) return `${n / GiB} GiB`;

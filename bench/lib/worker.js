@@ -18,6 +18,7 @@ const jobs = {
   tinyLatency: client.tinyLatency,
   bulkUntilStopped: client.bulkUntilStopped,
   wanTimings: client.wanTimings,
+  wanBurst: client.wanBurst,
   httpKeepAlive: client.httpKeepAlive,
 };
 
