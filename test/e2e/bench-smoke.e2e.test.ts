@@ -39,3 +39,22 @@ test('bench/ab.js runs variants side by side, each with its own settings, and re
   expect(stderr.match(/^\[ab\] connections run \d\/2 /gm)).toHaveLength(4);
   await expect(run(process.execPath, [ab, 'connections', 'not-a-setting'], 30_000)).rejects.toThrow('variant setting "not-a-setting": expected NAME=VALUE or --flag');
 }, 180_000);
+
+test('bench/ab.js --snapshot keeps a build that a build= variant then runs; a missing build is refused', async () => {
+  const ab = path.join(REPO, 'bench', 'ab.js');
+  const tmp = tempDir('rab-ab-snap-');
+  const snap = path.join(tmp, 'before');
+  const made = await run(process.execPath, [ab, '--snapshot', snap], 60_000);
+  expect(made.stdout).toContain(`copied to ${snap}`);
+  expect(fs.existsSync(path.join(snap, 'dist', 'cli', 'main.js'))).toBe(true);
+  expect(fs.existsSync(path.join(snap, 'bin', 'broker'))).toBe(true);
+  await expect(run(process.execPath, [ab, '--snapshot', snap], 30_000)).rejects.toThrow('already exists');
+
+  const { stdout } = await run(process.execPath, [ab, 'connections', '--repeats', '1', '--count', '20', `build=${snap}`, ''], 120_000);
+  for (const label of [`build=${snap}`, 'default']) {
+    const l = stdout.split('\n').find((x) => x.startsWith(`${label} `));
+    expect(l).toBeDefined();
+    expect(Number.parseFloat(l!.slice(label.length).trim())).toBeGreaterThan(0);
+  }
+  await expect(run(process.execPath, [ab, 'connections', `build=${path.join(tmp, 'nothing')}`], 30_000)).rejects.toThrow('no bin/broker and dist/cli/main.js there');
+}, 180_000);
