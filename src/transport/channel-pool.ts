@@ -86,8 +86,10 @@ export class ChannelPool<T extends Duplex> {
           });
         },
         () => {
-          // The peer refused: stop trying until the next take (no busy loop).
+          // The peer refused: stop trying until the next take (no busy loop), and do not
+          // ask for a grown pool's worth of channels on every take while it refuses.
           this.pending--;
+          this.target = this.size;
         },
       );
     }

@@ -142,6 +142,27 @@ describe('ChannelPool', () => {
     pool.close();
   });
 
+  test('a refused open brings a grown pool back to its size (no flood of opens while the peer refuses)', async () => {
+    const { f, pool } = await filledPool(2, { max: 16 });
+    await Promise.all(Array.from({ length: 6 }, () => pool.take()));
+    await tick();
+    await tick();
+    const grown = pool.capacity;
+    expect(grown).toBeGreaterThan(2);
+    expect(pool.ready).toBe(grown);
+    f.refuse(true);
+    await Promise.all(Array.from({ length: grown }, () => pool.take())); // drains it: the refills are refused
+    await tick();
+    await tick();
+    expect(pool.capacity).toBe(2);
+    const opensBefore = f.log.filter((l) => l.startsWith('open')).length;
+    await pool.take().catch(() => undefined); // empty and refused: the taker's own open plus a refill to the size
+    await tick();
+    await tick();
+    expect(f.log.filter((l) => l.startsWith('open')).length - opensBefore).toBeLessThanOrEqual(5);
+    pool.close();
+  });
+
   test('without max the pool stays at its size', async () => {
     const { pool } = await filledPool(2);
     await Promise.all(Array.from({ length: 6 }, () => pool.take()));
