@@ -93,7 +93,7 @@ export function handleHelper(conn: Connection, session: Session, info: HelperInf
 
   // Stock clients: accept only after the device connected.
   conn.on('tcpip', (accept, reject, req) => {
-    if (overLimit()) return rejectChannel(conn, reject, OpenFailure.RESOURCE_SHORTAGE, `more than ${Limits.channelsPerConnection} open channels`);
+    if (overLimit()) return rejectChannel(conn, reject, OpenFailure.RESOURCE_SHORTAGE, `BRK_RATE_LIMITED: more than ${Limits.channelsPerConnection} open channels on this connection`);
     let target: Target;
     try {
       target = makeTarget(req.destIP, req.destPort);
@@ -120,7 +120,7 @@ export function handleHelper(conn: Connection, session: Session, info: HelperInf
     if (req.socketPath !== SOCKS_STREAM_PATH) {
       return rejectChannel(conn, reject, OpenFailure.ADMINISTRATIVELY_PROHIBITED, `unknown stream "${String(req.socketPath).slice(0, 64)}"`);
     }
-    if (overLimit()) return rejectChannel(conn, reject, OpenFailure.RESOURCE_SHORTAGE, `more than ${Limits.channelsPerConnection} open channels`);
+    if (overLimit()) return rejectChannel(conn, reject, OpenFailure.RESOURCE_SHORTAGE, `BRK_RATE_LIMITED: more than ${Limits.channelsPerConnection} open channels on this connection`);
     const ch = accept();
     track(ch);
     void inBandSocks(ch).catch((err) => {

@@ -51,9 +51,9 @@ test('sessions, helpers, streams, bytes and refused joins are counted', async ()
 
   expect(value(text, 'broker_sessions')).toBe(1);
   expect(value(text, 'broker_helpers')).toBe(1);
-  expect(value(text, 'broker_streams_total{via="socks",outcome="succeeded"}')).toBeGreaterThanOrEqual(1);
-  expect(value(text, 'broker_streams_total{via="socks",outcome="connection refused"}')).toBe(1);
-  expect(value(text, 'broker_streams_total{via="socks",outcome="connection not allowed by ruleset"}')).toBe(1);
+  expect(value(text, 'broker_streams_total{via="direct-tcpip",outcome="succeeded"}')).toBeGreaterThanOrEqual(1);
+  expect(value(text, 'broker_streams_total{via="direct-tcpip",outcome="connection refused"}')).toBe(1);
+  expect(value(text, 'broker_streams_total{via="direct-tcpip",outcome="connection not allowed by ruleset"}')).toBe(1);
   expect(value(text, 'broker_stream_bytes_total{direction="to_helper"}')).toBeGreaterThan(targets.marker.length);
   expect(value(text, 'broker_join_refusals_total{code="BRK_BAD_CODE"}')).toBe(1);
   expect(text).toContain('broker_stream_open_seconds_bucket');
