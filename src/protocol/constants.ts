@@ -19,9 +19,10 @@ export const EXPOSE_COMMAND = 'expose';
 export const DESCRIBE_COMMAND = 'describe';
 
 /**
- * `direct-streamlocal@openssh.com` socket path that the native helper opens to get
- * a SOCKS5 conversation in-band with the broker; the broker relays the device's
- * exact SOCKS reply so local clients see precisely what the device saw.
+ * `direct-streamlocal@openssh.com` socket path that native helpers before
+ * 2026-11-26 opened to get a SOCKS5 conversation in-band with the broker (the broker
+ * relays the device's exact SOCKS reply). Current helpers use `direct-tcpip`; the
+ * broker still serves this path.
  */
 export const SOCKS_STREAM_PATH = 'socks5@remote-assist';
 
@@ -62,7 +63,7 @@ export const Timeouts = {
   poolIdle: 10 * 60_000,
 } as const;
 
-/** Pre-opened channels kept per helper connection and per device tunnel (BROKER_POOL_SIZE; 0 disables). */
+/** Pre-opened channels the broker keeps per device tunnel (BROKER_POOL_SIZE; 0 disables). */
 export const POOL_SIZE = Math.max(0, Math.min(32, Number(process.env.BROKER_POOL_SIZE ?? 8) || 0));
 
 /** Most pre-opened channels a pool grows to after bursts of connections (BROKER_POOL_MAX; at least POOL_SIZE). */

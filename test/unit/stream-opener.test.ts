@@ -1,0 +1,60 @@
+/**
+ * How the helper reads the broker's refusal of a stream: the open failure's
+ * description carries `BRK_CODE: reason`; anything else (a stock server, a lost
+ * description, a made-up code) becomes an honest, typed error.
+ */
+import { BrokerError, OpenFailure, toSocksReply } from '../../src/errors';
+import { openFailureError } from '../../src/helper/stream-opener';
+import { makeTarget } from '../../src/protocol/target';
+
+const target = makeTarget('printer.lan', 631);
+/** What ssh2 hands the forwardOut callback on CHANNEL_OPEN_FAILURE. */
+const sshError = (reason: number, description: string) => Object.assign(new Error(`(SSH) Channel open failure: ${description}`), { reason });
+
+describe('openFailureError', () => {
+  test.each([
+    ['BRK_CONN_REFUSED', 'printer.lan:631: connection refused', 0x05],
+    ['BRK_POLICY_DENIED', 'printer.lan:631 is not allowed by rule "deny *"', 0x02],
+    ['BRK_HOST_UNREACHABLE', 'printer.lan: no route to host', 0x04],
+    ['BRK_TIMEOUT', 'printer.lan:631: timed out after 10000 ms', 0x06],
+    ['BRK_RATE_LIMITED', 'more than 4096 open channels on this connection', 0x02],
+  ] as const)('%s from the broker keeps its code and reason', (code, reason, rep) => {
+    const e = openFailureError(sshError(OpenFailure.CONNECT_FAILED, `${code}: ${reason}`), target);
+    expect(e).toBeInstanceOf(BrokerError);
+    expect(e.code).toBe(code);
+    expect(e.message).toBe(reason);
+    expect(toSocksReply(e.code)).toBe(rep);
+  });
+
+  test('a reason that itself contains "BRK_" and colons is kept whole', () => {
+    const e = openFailureError(sshError(2, 'BRK_BAD_TARGET: "BRK_X: y" is not a host name'), target);
+    expect(e.code).toBe('BRK_BAD_TARGET');
+    expect(e.message).toBe('"BRK_X: y" is not a host name');
+  });
+
+  test('an unknown code is not trusted', () => {
+    const e = openFailureError(sshError(2, 'BRK_MADE_UP: whatever'), target);
+    expect(e.code).toBe('BRK_INTERNAL');
+    expect(e.message).toContain('printer.lan:631: the broker could not open a stream: BRK_MADE_UP: whatever');
+  });
+
+  test('without a description: the SSH reason decides, and the message says none was given', () => {
+    expect(openFailureError(sshError(OpenFailure.ADMINISTRATIVELY_PROHIBITED, ''), target).code).toBe('BRK_POLICY_DENIED');
+    expect(openFailureError(sshError(OpenFailure.RESOURCE_SHORTAGE, ''), target).code).toBe('BRK_RATE_LIMITED');
+    const e = openFailureError(sshError(OpenFailure.CONNECT_FAILED, ''), target);
+    expect(e.code).toBe('BRK_INTERNAL');
+    expect(e.message).toBe('printer.lan:631: the broker could not open a stream: no reason given');
+  });
+
+  test('a stock server\'s free text is passed on under BRK_INTERNAL', () => {
+    const e = openFailureError(sshError(OpenFailure.CONNECT_FAILED, 'Connection refused'), target);
+    expect(e.code).toBe('BRK_INTERNAL');
+    expect(e.message).toContain('Connection refused');
+  });
+
+  test('not an Error at all', () => {
+    const e = openFailureError('boom', target);
+    expect(e).toBeInstanceOf(BrokerError);
+    expect(e.code).toBe('BRK_INTERNAL');
+  });
+});
