@@ -15,6 +15,8 @@
  *
  * SCENARIO  download | upload   MiB/s for --streams parallel streams of --mib MiB each
  *           connections         sequential new connections: conn/s, p50, p99 (ms)
+ *           concurrency         --conns connections at once, 20 tiny requests each:
+ *                               requests/s, request p99, open p99 (ms)
  *           fairness            helper B's tiny request p50/p99 (one connection, then
  *                               new ones) while helper A downloads, and A's MiB/s
  * VARIANT   comma-separated settings for our processes; "" (or "default") for none:
@@ -22,7 +24,7 @@
  *             --flag       node/V8 command-line flag (e.g. --max-semi-space-size=8)
  *             build=DIR    run this variant from another build: a snapshot made
  *                          with --snapshot (default: this checkout's bin/ and dist/)
- * Options   --repeats N (5)  --streams N (1)  --mib N (256)  --count N (2000)
+ * Options   --repeats N (5)  --streams N (1)  --mib N (256)  --count N (2000)  --conns N (200)
  *           --snapshot DIR   copy this checkout's current build to DIR and exit
  *           --help
  *
@@ -45,6 +47,7 @@ const SCENARIOS = {
   download: { unit: 'MiB/s', helpers: 1, run: (c, o) => bulk(client.bulkDownload, c, o) },
   upload: { unit: 'MiB/s', helpers: 1, run: (c, o) => bulk(client.bulkUpload, c, o) },
   connections: { unit: 'conn/s, p50 ms, p99 ms', helpers: 1, run: connections },
+  concurrency: { unit: 'requests/s, request p99 ms, open p99 ms', helpers: 1, run: concurrency },
   fairness: { unit: 'B p50, B p99, B new p50, B new p99 (ms), A MiB/s', helpers: 2, run: fairness },
 };
 
@@ -78,6 +81,12 @@ async function connections(chain, o) {
   return { values: [r.connPerSec, r.p50, r.p99], work: r.n / 1000, workUnit: '1000 conns' };
 }
 
+async function concurrency(chain, o) {
+  const r = await client.concurrency({ socks: chain.socks, target: o.target, conns: o.conns, reqs: 20, deadlineMs: 120_000 });
+  if (r.errors) throw new Error(`${r.errors} connections failed`);
+  return { values: [r.reqPerSec, r.request.p99, r.open.p99], work: r.requests / 1000, workUnit: '1000 requests' };
+}
+
 async function fairness(chain, o) {
   let release;
   const held = new Promise((r) => { release = r; });
@@ -96,11 +105,11 @@ function fmt(v) {
 
 async function main() {
   // Hand-parsed: a variant may itself start with "--" (a node flag), which a generic parser would reject.
-  const opts = { repeats: '5', streams: '1', mib: '256', count: '2000', snapshot: undefined, help: false };
+  const opts = { repeats: '5', streams: '1', mib: '256', count: '2000', conns: '200', snapshot: undefined, help: false };
   const positionals = [];
   const argv = process.argv.slice(2);
   for (let i = 0; i < argv.length; i++) {
-    const m = /^--(repeats|streams|mib|count|snapshot)(?:=(.*))?$/.exec(argv[i]);
+    const m = /^--(repeats|streams|mib|count|conns|snapshot)(?:=(.*))?$/.exec(argv[i]);
     if (m) opts[m[1]] = m[2] ?? argv[++i];
     else if (argv[i] === '--help' || argv[i] === '-h') opts.help = true;
     else positionals.push(argv[i]);
@@ -118,7 +127,7 @@ async function main() {
     process.exit(opts.help ? 0 : 2);
   }
   const scenario = SCENARIOS[name];
-  const o = { repeats: Number(opts.repeats), streams: Number(opts.streams), mib: Number(opts.mib), count: Number(opts.count) };
+  const o = { repeats: Number(opts.repeats), streams: Number(opts.streams), mib: Number(opts.mib), count: Number(opts.count), conns: Number(opts.conns) };
   for (const [k, v] of Object.entries(o)) if (!Number.isInteger(v) || v < 1) throw new Error(`--${k} must be a positive integer`);
   const variants = variantArgs.map(parseVariant);
   if (!isRunnableCode(ROOT)) throw new Error('dist/ is missing: run npm run build first');

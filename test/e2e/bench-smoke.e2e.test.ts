@@ -57,4 +57,13 @@ test('bench/ab.js --snapshot keeps a build that a build= variant then runs; a mi
     expect(Number.parseFloat(l!.slice(label.length).trim())).toBeGreaterThan(0);
   }
   await expect(run(process.execPath, [ab, 'connections', `build=${path.join(tmp, 'nothing')}`], 30_000)).rejects.toThrow('no bin/broker and dist/cli/main.js there');
+
+  // the concurrency scenario: requests/s, request p99, open p99
+  const conc = await run(process.execPath, [ab, 'concurrency', '--repeats', '1', '--conns', '10', ''], 120_000);
+  const l = conc.stdout.split('\n').find((x) => x.startsWith('default '));
+  const [rps, reqP99, openP99] = l!.slice('default'.length).trim().split('   ')[0]!.split(' / ').map((x) => Number.parseFloat(x));
+  expect(rps).toBeGreaterThan(0);
+  expect(reqP99).toBeGreaterThan(0);
+  expect(openP99).toBeGreaterThan(0);
+  expect(l).toMatch(/CPU per 1000 requests: broker \d/);
 }, 180_000);
