@@ -1,9 +1,11 @@
 /**
  * One helper's SSH connection on the broker. Two stream paths:
- * - `direct-tcpip` (stock `ssh -D/-L/-W/-J`): accepted only once the device said
- *   "succeeded"; a failure becomes an SSH open failure with the reason as text;
- * - `direct-streamlocal` to SOCKS_STREAM_PATH (native helper): SOCKS5 in-band, so
- *   the helper's local client sees the device's exact reply code.
+ * - `direct-tcpip` (native helpers, and stock `ssh -D/-L/-W/-J`): accepted only once
+ *   the device said "succeeded"; a failure becomes an SSH open failure whose
+ *   description is `BRK_CODE: reason`, which native helpers turn back into the
+ *   device's exact SOCKS reply code;
+ * - `direct-streamlocal` to SOCKS_STREAM_PATH (native helpers before 2026-11-26):
+ *   SOCKS5 in-band, with the device's reply relayed.
  * Plus the control channel (`describe` as JSON, any other command or a shell as text).
  */
 import type { Connection, ServerChannel } from 'ssh2';
@@ -91,7 +93,7 @@ export function handleHelper(conn: Connection, session: Session, info: HelperInf
     ].join('\n')));
   };
 
-  // Stock clients: accept only after the device connected.
+  // Native and stock clients: accept only after the device connected.
   conn.on('tcpip', (accept, reject, req) => {
     if (overLimit()) return rejectChannel(conn, reject, OpenFailure.RESOURCE_SHORTAGE, `BRK_RATE_LIMITED: more than ${Limits.channelsPerConnection} open channels on this connection`);
     let target: Target;
@@ -115,7 +117,7 @@ export function handleHelper(conn: Connection, session: Session, info: HelperInf
     });
   });
 
-  // Native helpers: SOCKS5 in-band, device's reply relayed verbatim.
+  // Older native helpers: SOCKS5 in-band, device's reply relayed verbatim.
   conn.on('openssh.streamlocal', (accept, reject, req) => {
     if (req.socketPath !== SOCKS_STREAM_PATH) {
       return rejectChannel(conn, reject, OpenFailure.ADMINISTRATIVELY_PROHIBITED, `unknown stream "${String(req.socketPath).slice(0, 64)}"`);

@@ -12,10 +12,10 @@
  * round trip on each leg). A take that leaves fewer than half of the pool ready (the
  * burst is draining it faster than it refills; an empty pool is the extreme case)
  * raises the number kept ready by two, up to `max`, so the next burst is served from
- * the pool. Counting only empty takes was not enough: the broker's pool on the device
- * leg refills while the helper opens its own missing channels, so it rarely ran empty
- * and never learned (through the emulated WAN, the second burst of 16 still had 8
- * connections at 2.1 round trips). Sequential streams never drain it below half. Once
+ * the pool. Counting only empty takes was not enough: a pool whose refills land
+ * during the burst rarely runs empty and never learned (through the emulated WAN, the
+ * second burst of 16 still had 8 connections at 2.1 round trips). Sequential streams
+ * never drain it below half. Once
  * no take has drained it for `decayMs`, the number halves (never below `size`) and the
  * surplus idle channels are closed, so an idle session goes back to its few channels.
  */
@@ -24,7 +24,7 @@ import type { Duplex } from 'node:stream';
 export interface ChannelPoolOptions {
   /** Most channels ever kept ready (default: `size`, i.e. a fixed pool). */
   max?: number;
-  /** Quiet time (no empty take) before the pool shrinks by half towards `size`. */
+  /** Quiet time (no take that drained it below half) before the pool shrinks by half towards `size`. */
   decayMs?: number;
 }
 
