@@ -46,6 +46,8 @@ export function handleHelper(conn: Connection, session: Session, info: HelperInf
     ch.once('close', () => { openChannels--; });
   };
   const overLimit = () => openChannels >= Limits.channelsPerConnection;
+  const refuseOverLimit = (reject: () => void) =>
+    rejectChannel(conn, reject, OpenFailure.RESOURCE_SHORTAGE, `BRK_RATE_LIMITED: more than ${Limits.channelsPerConnection} open channels on this connection`);
 
   conn.on('session', (accept, reject) => {
     if (overLimit()) return reject();
@@ -95,7 +97,7 @@ export function handleHelper(conn: Connection, session: Session, info: HelperInf
 
   // Native and stock clients: accept only after the device connected.
   conn.on('tcpip', (accept, reject, req) => {
-    if (overLimit()) return rejectChannel(conn, reject, OpenFailure.RESOURCE_SHORTAGE, `BRK_RATE_LIMITED: more than ${Limits.channelsPerConnection} open channels on this connection`);
+    if (overLimit()) return refuseOverLimit(reject);
     let target: Target;
     try {
       target = makeTarget(req.destIP, req.destPort);
@@ -122,7 +124,7 @@ export function handleHelper(conn: Connection, session: Session, info: HelperInf
     if (req.socketPath !== SOCKS_STREAM_PATH) {
       return rejectChannel(conn, reject, OpenFailure.ADMINISTRATIVELY_PROHIBITED, `unknown stream "${String(req.socketPath).slice(0, 64)}"`);
     }
-    if (overLimit()) return rejectChannel(conn, reject, OpenFailure.RESOURCE_SHORTAGE, `BRK_RATE_LIMITED: more than ${Limits.channelsPerConnection} open channels on this connection`);
+    if (overLimit()) return refuseOverLimit(reject);
     const ch = accept();
     track(ch);
     void inBandSocks(ch).catch((err) => {

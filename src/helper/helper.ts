@@ -129,7 +129,6 @@ export class Helper extends EventEmitter<HelperEvents> {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.opener?.close();
     void this.socks?.close();
     void this.http?.close();
     this.client?.end();

@@ -54,9 +54,6 @@ export function openFailureError(err: unknown, target: Target): BrokerError {
 export class SshStreamOpener implements StreamOpener {
   constructor(private readonly client: Client, private readonly timeoutMs = Timeouts.socksHandshake + Timeouts.dial + 2000) {}
 
-  /** Nothing is kept open between streams; kept for callers that release the opener. */
-  close(): void {}
-
   open(target: Target, signal?: AbortSignal): Promise<OpenedStream> {
     return new Promise<OpenedStream>((resolve, reject) => {
       let settled = false;

@@ -52,22 +52,18 @@ export class ChannelPool<T extends Duplex> {
     while ((ch = this.idle.shift())) {
       if (!ch.destroyed && ch.writable && ch.readable) break;
     }
-    if (!ch) {
-      this.grow();
-      this.fill();
-      return this.openChannel();
-    }
-    if (this.idle.length < this.target / 2) this.grow();
+    if (!ch || this.idle.length < this.target / 2) this.grow();
     if (!this.refillQueued) {
       this.refillQueued = true;
-      // The taker's continuation (which writes the request) is the next microtask; a
-      // nextTick queued from this one runs after it, before the socket's own flush.
+      // The taker's continuation (which writes the request) is the next microtask, and an
+      // empty pool's own open below is sent now; a nextTick queued from this microtask
+      // runs after both, before the socket's own flush.
       queueMicrotask(() => process.nextTick(() => {
         this.refillQueued = false;
         this.fill();
       }));
     }
-    return ch;
+    return ch ?? this.openChannel();
   }
 
   /** Start keeping channels ready (`size` of them at first). */
