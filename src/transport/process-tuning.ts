@@ -2,7 +2,8 @@
  * Process-wide tuning for our own programs (`bin/broker`, `bin/broker-agent`).
  *
  * 1. SSH packet padding from a pooled CSPRNG (`random-pool.ts`), and ssh2 channels
- *    that do not build a dropped error on every close (`ssh2-channel.ts`): both also
+ *    that do not build a dropped error on every close and that re-grant their
+ *    window every 128 KiB instead of every 1 MiB (`ssh2-channel.ts`): all also
  *    applied by the package index (`installLibraryTuning`).
  * 2. `--no-concurrent-array-buffer-sweeping`. Every SSH packet and every socket
  *    read is a fresh ArrayBuffer (ssh2 allocates one per packet; node one per
@@ -38,7 +39,7 @@
 import v8 from 'node:v8';
 import { SMALL_HEAP_BYTES, watchMarkingMode } from './marking-mode';
 import { installRandomPool } from './random-pool';
-import { patchChannelDestroy } from './ssh2-channel';
+import { patchChannelDestroy, patchChannelRegrant } from './ssh2-channel';
 
 /** V8 flags set at startup (each is read by V8 when it applies, so run-time setting works). */
 export const V8_FLAGS = ['--no-concurrent-array-buffer-sweeping', '--interrupt-budget=33792', '--no-allocation-site-pretenuring'];
@@ -47,6 +48,7 @@ export const V8_FLAGS = ['--no-concurrent-array-buffer-sweeping', '--interrupt-b
 export function installLibraryTuning(): void {
   installRandomPool();
   patchChannelDestroy();
+  patchChannelRegrant();
 }
 
 /** How `applyProcessTuning` reports the marking mode switch. */
