@@ -11,7 +11,7 @@ import { POOL_DECAY_MS, POOL_MAX, POOL_SIZE } from '../protocol/constants';
 import { requestSocksConnect, type SocksConnectReply } from '../protocol/socks-handshake';
 import { helperLabel } from '../protocol/socks-auth';
 import { ChannelPool } from '../transport/channel-pool';
-import { capReceiveWindow, markStreamInUse } from '../transport/stream-window';
+import { capReceiveWindow, markStreamInUse, noteRoundTrip } from '../transport/stream-window';
 import { formatTarget, type Target } from '../protocol/target';
 
 /** Result of asking the device to connect somewhere. */
@@ -69,11 +69,14 @@ export class AgentLink {
   private openChannel(originAddr: string, originPort: number): Promise<ServerChannel> {
     const binding = this.binding;
     if (!binding || this.closed) return Promise.reject(new BrokerError('BRK_AGENT_OFFLINE', 'the device is not connected (its tunnel is down)'));
+    const asked = performance.now();
     return new Promise<ServerChannel>((resolve, reject) => {
       this.conn.forwardOut(binding.addr, binding.port, originAddr, originPort, (err, ch) => {
         if (err) return reject(new BrokerError('BRK_AGENT_OFFLINE', `the device refused a tunnel stream: ${describeError(err)}`, { cause: err }));
-        // Downloads flow device → broker: keep one stream from filling this connection's buffers.
+        // Downloads flow device → broker: keep one stream from filling this connection's buffers
+        // (the open's round trip tells how far the device is: a long link gets room for what is in flight).
         capReceiveWindow(ch);
+        noteRoundTrip(ch, performance.now() - asked);
         resolve(ch);
       });
     });

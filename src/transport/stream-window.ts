@@ -20,6 +20,20 @@
  * between clicks. A stream alone gets ssh2's full window; once another becomes
  * active, its credit drains to the cap within one window.
  *
+ * Over a long device link the cap would throttle a stream for no one's benefit:
+ * data in flight on the wire delays no other stream, only data queued at the
+ * slowest stage does. Two downloads through the emulated WAN (20 ms device leg)
+ * moved 9.6 MiB/s together under a fixed 128 KiB cap, against OpenSSH's 142. So
+ * the cap is a queue allowance on top of the link's bandwidth-delay product, as in
+ * BBR: `cap + 2 × rate × distance`, where `distance` is the device leg's round
+ * trip (the fastest of the last channel opens, `noteRoundTrip`) less `LOCAL_RTT_MS`
+ * (below that it is processing, and data held there is queue), and `rate` is what
+ * the stream delivered over its last round trip. A stream held by the cap delivers
+ * about its cap per round trip, so the cap nearly doubles every round trip until the
+ * link's bandwidth, not the cap, limits the stream; from then on the allowance and
+ * one bandwidth-delay product wait in queues (OpenSSH: up to the 2 MiB window). On
+ * loopback and LANs nothing changes.
+ *
  * How: ssh2 re-grants by adding to `incoming.window` and then calling the
  * protocol's `channelWindowAdjust(id, amount)`. While shared we shrink that amount
  * so the peer's credit never exceeds `cap` (keeping ssh2's accounting equal to
@@ -33,6 +47,7 @@
  * nothing is changed.
  */
 import type { Duplex } from 'node:stream';
+import { WINDOW_REGRANT_STEP } from './ssh2-channel';
 
 /** Default cap (BROKER_STREAM_WINDOW bytes; 0 keeps ssh2's 2 MiB). */
 export const STREAM_WINDOW = Math.max(0, Number(process.env.BROKER_STREAM_WINDOW ?? 128 * 1024) || 0);
@@ -41,6 +56,18 @@ export const STREAM_WINDOW = Math.max(0, Number(process.env.BROKER_STREAM_WINDOW
 export const SHARED_HOLD_MS = 2000;
 /** While not shared, how long a negative answer is reused before the streams are counted again. */
 const RECHECK_MS = 50;
+/** Device-leg round trips up to this long are processing, not distance: no allowance for data in flight. */
+export const LOCAL_RTT_MS = 1;
+/** The device leg's round trip is the fastest of this many recent channel opens. */
+const RTT_SAMPLES = 16;
+/**
+ * The allowance for data in flight is twice what the stream delivered in the last
+ * round trip (BBR's gain): with 1, processing time on top of the distance would
+ * stall the cap short of the link's bandwidth (two WAN downloads: 32 MiB/s).
+ */
+const IN_FLIGHT_GAIN = 2;
+/** A stream quiet for this many round trips starts measuring its rate afresh. */
+const RATE_GAP_RTTS = 4;
 
 interface ChannelInternals {
   incoming: { window: number };
@@ -51,11 +78,17 @@ interface ChannelInternals {
 
 interface Entry {
   ch: ChannelInternals;
+  /** The queue allowance (`capReceiveWindow`'s cap). */
+  base: number;
+  /** The cap now: `base`, plus what the stream delivers per round trip over a long link. */
   cap: number;
-  /** The channel's readable buffer size: ssh2's while not shared, at most `cap` while shared. */
-  highWaterMark: { alone: number; shared: number };
+  /** The channel's readable buffer size while not shared (ssh2's); at most `cap` while shared. */
+  aloneHighWaterMark: number;
   /** When data from the device last arrived on this channel (ms). */
   lastActive: number;
+  /** The current rate measurement: since when, and how many bytes. */
+  since: number;
+  bytes: number;
 }
 
 /** Per SSH connection: its capped channels, and which of them carry a stream. */
@@ -69,6 +102,9 @@ interface Registry {
   sharedUntil: number;
   /** Not shared until then, unless a quiet stream becomes active. */
   quietUntil: number;
+  /** Recent channel-open round trips (ms) and the distance they give (`distanceOf`). */
+  roundTrips: number[];
+  distance: number;
 }
 
 interface ProtocolInternals {
@@ -99,28 +135,48 @@ function isShared(reg: Registry): boolean {
   return false;
 }
 
-/** Data from the device arrived on `entry`'s channel. */
-function touch(reg: Registry, entry: Entry): void {
+/** Data (`bytes` of it) from the device arrived on `entry`'s channel. */
+function touch(reg: Registry, entry: Entry, bytes: number): void {
   const now = Date.now();
   if (now >= entry.lastActive + SHARED_HOLD_MS && reg.streams.has(entry)) reg.quietUntil = 0; // a quiet stream woke up: count again
   entry.lastActive = now;
+  if (reg.distance > 0) measureRate(entry, reg.distance, now, bytes);
 }
+
+/** Over a long link: after each round trip, cap = allowance + what the stream delivered in it. */
+function measureRate(entry: Entry, distance: number, now: number, bytes: number): void {
+  const elapsed = now - entry.since;
+  if (elapsed > distance * RATE_GAP_RTTS) {
+    // quiet since: a new measurement starts with this packet
+    entry.since = now;
+    entry.bytes = bytes;
+    return;
+  }
+  entry.bytes += bytes;
+  if (elapsed < distance) return;
+  entry.cap = Math.min(MAX_WINDOW, Math.round(entry.base + IN_FLIGHT_GAIN * (entry.bytes / elapsed) * distance));
+  entry.since = now;
+  entry.bytes = 0;
+}
+
+/** ssh2's fixed channel window: no cap is ever larger. */
+const MAX_WINDOW = 2 * 1024 * 1024;
 
 /** Give `proto` a registry and route its window adjusts through the cap. */
 function installRegistry(proto: ProtocolInternals, original: (recipient: number, amount: number) => unknown): Registry {
-  const registry: Registry = { entries: new Map(), streams: new Set(), closedActive: 0, sharedUntil: 0, quietUntil: 0 };
+  const registry: Registry = { entries: new Map(), streams: new Set(), closedActive: 0, sharedUntil: 0, quietUntil: 0, roundTrips: [], distance: 0 };
   proto[CAPS] = registry;
   proto.channelWindowAdjust = function capped(this: unknown, recipient: number, amount: number) {
     const entry = registry.entries.get(recipient);
     if (!entry) return original.call(this, recipient, amount);
     const shared = isShared(registry);
-    if (entry.ch._readableState) entry.ch._readableState.highWaterMark = shared ? entry.highWaterMark.shared : entry.highWaterMark.alone;
+    if (entry.ch._readableState) entry.ch._readableState.highWaterMark = shared ? Math.min(entry.cap, entry.aloneHighWaterMark) : entry.aloneHighWaterMark;
     if (!shared) return original.call(this, recipient, amount);
     // ssh2 calls this on every data packet once below its 1 MiB threshold (always, under a cap):
-    // re-grant only when half the cap is spent, so the device leg carries one small
-    // WINDOW_ADJUST per cap/2 bytes instead of one per 32 KiB packet.
+    // re-grant only once half the cap (at most a re-grant step) is spent, so the device leg
+    // carries one small WINDOW_ADJUST per cap/2 bytes instead of one per 32 KiB packet.
     const granted = entry.ch.incoming.window - amount; // the peer's real credit before this adjust
-    const wanted = granted > entry.cap * REGRANT_AT ? 0 : entry.cap - granted;
+    const wanted = granted > entry.cap - Math.min(entry.cap * REGRANT_AT, WINDOW_REGRANT_STEP) ? 0 : entry.cap - granted;
     entry.ch.incoming.window = granted + wanted;
     return wanted === 0 ? undefined : original.call(this, recipient, wanted);
   };
@@ -135,13 +191,12 @@ export function capReceiveWindow(channel: Duplex, cap: number = STREAM_WINDOW): 
   if (cap <= 0 || !proto || typeof adjust !== 'function' || typeof ch.incoming?.window !== 'number') return;
   const registry = proto[CAPS] ?? installRegistry(proto, adjust);
   const id = ch.outgoing.id;
-  const alone = ch._readableState?.highWaterMark ?? 0;
-  const entry: Entry = { ch, cap, highWaterMark: { alone, shared: Math.min(cap, alone) }, lastActive: 0 };
+  const entry: Entry = { ch, base: cap, cap, aloneHighWaterMark: ch._readableState?.highWaterMark ?? 0, lastActive: 0, since: 0, bytes: 0 };
   registry.entries.set(id, entry);
   // ssh2 hands each incoming data packet to push(): that is the channel's activity.
   const push = channel.push;
   channel.push = function pushed(this: Duplex, chunk: unknown, encoding?: BufferEncoding) {
-    if (chunk !== null) touch(registry, entry);
+    if (chunk !== null) touch(registry, entry, (chunk as { length?: number }).length ?? 0);
     return push.call(this, chunk, encoding);
   };
   channel.once('close', () => {
@@ -159,4 +214,17 @@ export function markStreamInUse(channel: Duplex): void {
   if (!registry || !entry || entry.ch !== ch || registry.streams.has(entry)) return;
   registry.streams.add(entry);
   if (entry.lastActive > 0) registry.quietUntil = 0;
+}
+
+/**
+ * A channel on `channel`'s connection took `ms` to open (request to confirmation):
+ * the device leg's round trip, plus the device's processing. The fastest of the
+ * recent ones, less LOCAL_RTT_MS, is the distance that lets a capped stream's cap grow.
+ */
+export function noteRoundTrip(channel: Duplex, ms: number): void {
+  const registry = (channel as unknown as Partial<ChannelInternals>)._client?._protocol?.[CAPS];
+  if (!registry || !(ms >= 0)) return;
+  registry.roundTrips.push(ms);
+  if (registry.roundTrips.length > RTT_SAMPLES) registry.roundTrips.shift();
+  registry.distance = Math.max(0, Math.min(...registry.roundTrips) - LOCAL_RTT_MS);
 }

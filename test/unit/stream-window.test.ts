@@ -1,5 +1,5 @@
 import { Duplex } from 'node:stream';
-import { capReceiveWindow, markStreamInUse, SHARED_HOLD_MS } from '../../src/transport/stream-window';
+import { capReceiveWindow, LOCAL_RTT_MS, markStreamInUse, noteRoundTrip, SHARED_HOLD_MS } from '../../src/transport/stream-window';
 
 const MAX_WINDOW = 2 * 1024 * 1024;
 const BYTE = Buffer.from('x');
@@ -165,4 +165,90 @@ test('does nothing to objects that are not ssh2 channels', () => {
   const d = new Duplex({ read() {}, write(_c, _e, cb) { cb(); } });
   expect(() => capReceiveWindow(d, 1024)).not.toThrow();
   expect(() => markStreamInUse(d)).not.toThrow();
+});
+
+describe('over a long device link', () => {
+  const RTT = 21; // ms: a 20 ms link plus processing
+
+  /**
+   * Rounds of one round trip each: the peer sends all the credit it has (the
+   * stream is window-limited, or limited to `ratePerRound`), and the adjusts it
+   * is sent arrive one round trip later. `b` stays active so the connection is
+   * shared. The peer starts with `cap` of credit, as a stream whose opening window
+   * was spent while the connection was busy. Returns what was delivered per round
+   * and the most credit ever held.
+   */
+  function rounds(cap: number, distanceMs: number, count: number, ratePerRound = Infinity) {
+    jest.useFakeTimers({ now: 3_000_000 });
+    const { sent, a, b } = twoStreamsInUse(cap);
+    noteRoundTrip(a, distanceMs + 5); // a slower open first: the fastest counts
+    noteRoundTrip(a, distanceMs);
+    let credit = cap;
+    a.incoming.window = cap;
+    let maxCredit = 0;
+    let inFlightAdjusts = 0;
+    const delivered: number[] = [];
+    for (let r = 0; r < count; r++) {
+      credit += inFlightAdjusts;
+      inFlightAdjusts = 0;
+      maxCredit = Math.max(maxCredit, credit);
+      let sentNow = 0;
+      while (credit > 0 && sentNow < ratePerRound) {
+        const n = Math.min(PACKET, credit, ratePerRound - sentNow);
+        credit -= n;
+        sentNow += n;
+        a.incoming.window -= n;
+        a.push(Buffer.alloc(n));
+        if (a.incoming.window <= MAX_WINDOW / 2) ssh2WindowAdjust(a);
+        jest.advanceTimersByTime(0);
+      }
+      for (const [id, amt] of sent.splice(0)) if (id === 1) inFlightAdjusts += amt;
+      b.push(BYTE);
+      delivered.push(sentNow);
+      jest.setSystemTime(Date.now() + RTT);
+      expect(a.incoming.window).toBe(credit + inFlightAdjusts); // ssh2's view is what the peer was granted
+    }
+    return { delivered, maxCredit };
+  }
+
+  test('the cap grows with what is in flight, to ssh2\'s window, within a few round trips', () => {
+    const cap = 128 * 1024;
+    const { delivered, maxCredit } = rounds(cap, 20, 16);
+    expect(maxCredit).toBeLessThanOrEqual(MAX_WINDOW);
+    // Two round trips at the cap (the first measurement takes one, its grants another),
+    // then growing (128 K → ~2 MiB per round trip here), never below what it had.
+    expect(delivered.slice(0, 2)).toEqual([cap, cap]);
+    expect(Math.max(...delivered.slice(2, 5))).toBeGreaterThan(4 * cap);
+    expect(Math.min(...delivered.slice(2))).toBeGreaterThanOrEqual(2 * cap);
+    // At ssh2's window, ssh2's own re-grant at half of it sets the pace in this replay.
+    expect(Math.min(...delivered.slice(-5))).toBeGreaterThan(0.4 * MAX_WINDOW);
+  });
+
+  test('limited by the link\'s bandwidth, the cap stops at the allowance plus twice what is in flight', () => {
+    const cap = 128 * 1024;
+    const rate = 256 * 1024; // per round trip
+    const { delivered, maxCredit } = rounds(cap, 20, 30, rate);
+    expect(delivered.slice(-5).every((d) => d === rate)).toBe(true);
+    // The credit never exceeds base + 2 × rate × distance (rate measured over the round
+    // trip): 128 K + 2 × 256 K × 20/21 ≈ 616 K, where the fixed cap allowed 128 K.
+    expect(maxCredit).toBeGreaterThan(rate);
+    expect(maxCredit).toBeLessThanOrEqual(cap + (2 * rate * 20) / RTT);
+  });
+
+  test('on loopback or a LAN (round trip within LOCAL_RTT_MS) the cap stays fixed', () => {
+    const cap = 128 * 1024;
+    const { delivered } = rounds(cap, LOCAL_RTT_MS, 14);
+    expect(Math.max(...delivered.slice(3))).toBeLessThanOrEqual(cap);
+  });
+
+  test('round trips that are not numbers, or negative, are ignored; an uncapped channel has nothing to note', () => {
+    const cap = 128 * 1024;
+    jest.useFakeTimers({ now: 4_000_000 });
+    const { a } = twoStreamsInUse(cap);
+    noteRoundTrip(a, Number.NaN);
+    noteRoundTrip(a, -5);
+    const d = new Duplex({ read() {}, write(_c, _e, cb) { cb(); } });
+    expect(() => noteRoundTrip(d, 30)).not.toThrow();
+    expect(rounds(cap, 0.5, 10).delivered.slice(3).every((x) => x <= cap)).toBe(true);
+  });
 });
