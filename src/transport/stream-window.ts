@@ -27,9 +27,9 @@
  * the cap is a queue allowance on top of the link's bandwidth-delay product, as in
  * BBR: `cap + 2 × rate × distance`, where `distance` is the device leg's round
  * trip (the fastest of the last channel opens, `noteRoundTrip`) less `LOCAL_RTT_MS`
- * (below that it is processing, and data held there is queue), and `rate` is what
- * the stream delivered over its last round trip. A stream held by the cap delivers
- * about its cap per round trip, so the cap nearly doubles every round trip until the
+ * (below that it is processing, and data held there is queue), and `rate` is the
+ * most the stream delivered in one of its last 3 round trips. A stream held by the
+ * cap delivers about its cap per round trip, so the cap nearly doubles every round trip until the
  * link's bandwidth, not the cap, limits the stream; from then on the allowance and
  * one bandwidth-delay product wait in queues (OpenSSH: up to the 2 MiB window). On
  * loopback and LANs nothing changes.
@@ -66,6 +66,11 @@ const RTT_SAMPLES = 16;
  * stall the cap short of the link's bandwidth (two WAN downloads: 32 MiB/s).
  */
 const IN_FLIGHT_GAIN = 2;
+/**
+ * The rate is the best of the last few round trips (BBR's max filter): the window
+ * comes back in bursts, so one round trip may catch two and the next none.
+ */
+const RATE_ROUNDS = 3;
 /** A stream quiet for this many round trips starts measuring its rate afresh. */
 const RATE_GAP_RTTS = 4;
 
@@ -89,6 +94,8 @@ interface Entry {
   /** The current rate measurement: since when, and how many bytes. */
   since: number;
   bytes: number;
+  /** The rates (bytes/ms) of the last RATE_ROUNDS measurements, newest last. */
+  rates: number[];
 }
 
 /** Per SSH connection: its capped channels, and which of them carry a stream. */
@@ -150,11 +157,14 @@ function measureRate(entry: Entry, distance: number, now: number, bytes: number)
     // quiet since: a new measurement starts with this packet
     entry.since = now;
     entry.bytes = bytes;
+    entry.rates.length = 0;
     return;
   }
   entry.bytes += bytes;
   if (elapsed < distance) return;
-  entry.cap = Math.min(MAX_WINDOW, Math.round(entry.base + IN_FLIGHT_GAIN * (entry.bytes / elapsed) * distance));
+  entry.rates.push(entry.bytes / elapsed);
+  if (entry.rates.length > RATE_ROUNDS) entry.rates.shift();
+  entry.cap = Math.min(MAX_WINDOW, Math.round(entry.base + IN_FLIGHT_GAIN * Math.max(...entry.rates) * distance));
   entry.since = now;
   entry.bytes = 0;
 }
@@ -191,7 +201,7 @@ export function capReceiveWindow(channel: Duplex, cap: number = STREAM_WINDOW): 
   if (cap <= 0 || !proto || typeof adjust !== 'function' || typeof ch.incoming?.window !== 'number') return;
   const registry = proto[CAPS] ?? installRegistry(proto, adjust);
   const id = ch.outgoing.id;
-  const entry: Entry = { ch, base: cap, cap, aloneHighWaterMark: ch._readableState?.highWaterMark ?? 0, lastActive: 0, since: 0, bytes: 0 };
+  const entry: Entry = { ch, base: cap, cap, aloneHighWaterMark: ch._readableState?.highWaterMark ?? 0, lastActive: 0, since: 0, bytes: 0, rates: [] };
   registry.entries.set(id, entry);
   // ssh2 hands each incoming data packet to push(): that is the channel's activity.
   const push = channel.push;
