@@ -29,10 +29,10 @@
  * trip (the fastest of the last channel opens, `noteRoundTrip`) less `LOCAL_RTT_MS`
  * (below that it is processing, and data held there is queue), and `rate` is the
  * most the stream delivered in one of its last 3 round trips. A stream held by the
- * cap delivers about its cap per round trip, so the cap nearly doubles every round trip until the
- * link's bandwidth, not the cap, limits the stream; from then on the allowance and
- * one bandwidth-delay product wait in queues (OpenSSH: up to the 2 MiB window). On
- * loopback and LANs nothing changes.
+ * cap delivers about its cap per round trip, so the cap nearly doubles every round
+ * trip until the link's bandwidth, not the cap, limits the stream; from then on the
+ * allowance and one bandwidth-delay product wait in queues (OpenSSH: up to the 2 MiB
+ * window). On loopback and LANs nothing changes.
  *
  * How: ssh2 re-grants by adding to `incoming.window` and then calling the
  * protocol's `channelWindowAdjust(id, amount)`. While shared we shrink that amount
@@ -73,6 +73,8 @@ const IN_FLIGHT_GAIN = 2;
 const RATE_ROUNDS = 3;
 /** A stream quiet for this many round trips starts measuring its rate afresh. */
 const RATE_GAP_RTTS = 4;
+/** ssh2's fixed channel window: no cap is ever larger. */
+const MAX_WINDOW = 2 * 1024 * 1024;
 
 interface ChannelInternals {
   incoming: { window: number };
@@ -109,7 +111,7 @@ interface Registry {
   sharedUntil: number;
   /** Not shared until then, unless a quiet stream becomes active. */
   quietUntil: number;
-  /** Recent channel-open round trips (ms) and the distance they give (`distanceOf`). */
+  /** Recent channel-open round trips (ms), and the distance they give (`noteRoundTrip`). */
   roundTrips: number[];
   distance: number;
 }
@@ -150,7 +152,7 @@ function touch(reg: Registry, entry: Entry, bytes: number): void {
   if (reg.distance > 0) measureRate(entry, reg.distance, now, bytes);
 }
 
-/** Over a long link: after each round trip, cap = allowance + what the stream delivered in it. */
+/** Over a long link, after each round trip: cap = allowance + gain × best recent rate × distance. */
 function measureRate(entry: Entry, distance: number, now: number, bytes: number): void {
   const elapsed = now - entry.since;
   if (elapsed > distance * RATE_GAP_RTTS) {
@@ -168,9 +170,6 @@ function measureRate(entry: Entry, distance: number, now: number, bytes: number)
   entry.since = now;
   entry.bytes = 0;
 }
-
-/** ssh2's fixed channel window: no cap is ever larger. */
-const MAX_WINDOW = 2 * 1024 * 1024;
 
 /** Give `proto` a registry and route its window adjusts through the cap. */
 function installRegistry(proto: ProtocolInternals, original: (recipient: number, amount: number) => unknown): Registry {
