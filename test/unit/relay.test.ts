@@ -140,6 +140,70 @@ describe('relay into an SSH channel', () => {
     return { channel, peer: await serverChannel, close: () => { client.end(); server.close(); } };
   }
 
+  /** One real ssh2 connection; `open()` gives a channel and the server's side of it (paused). */
+  async function sshConnection() {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { Server, Client } = require('ssh2') as typeof import('ssh2');
+    const server = new Server({ hostKeys: [generateIdentity().privateKey] });
+    const accepted: Duplex[] = [];
+    const waiting: Array<(d: Duplex) => void> = [];
+    server.on('connection', (conn) => {
+      conn.on('authentication', (ctx) => ctx.accept());
+      conn.on('ready', () => conn.on('tcpip', (accept) => {
+        const ch = accept();
+        ch.pause();
+        const w = waiting.shift();
+        if (w) w(ch);
+        else accepted.push(ch);
+      }));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const client = new Client();
+    await new Promise<void>((resolve, reject) => {
+      client.once('ready', () => resolve()).once('error', reject);
+      client.connect({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port, username: 'u' });
+    });
+    const open = async () => {
+      const peer = new Promise<Duplex>((r) => { const a = accepted.shift(); if (a) r(a); else waiting.push(r); });
+      const channel = await new Promise<Duplex>((resolve, reject) => {
+        client.forwardOut('127.0.0.1', 1, '127.0.0.1', 2, (err, ch) => (err ? reject(err) : resolve(ch)));
+      });
+      return { channel, peer: await peer };
+    };
+    return { open, close: () => { client.end(); server.close(); } };
+  }
+
+  test('a small chunk read in the same turn as a bulk one leaves first; each stream keeps its order and its EOF', async () => {
+    const { open, close } = await sshConnection();
+    try {
+      const bulk = await open();
+      const small = await open();
+      const arrivals: string[] = [];
+      const received = { bulk: [] as Buffer[], small: [] as Buffer[] };
+      const ends = (['bulk', 'small'] as const).map((name) => {
+        const { peer } = name === 'bulk' ? bulk : small;
+        peer.on('data', (c: Buffer) => { arrivals.push(name); received[name].push(c); });
+        peer.resume();
+        return new Promise((r) => peer.once('end', r));
+      });
+      const bulkSrc = new PassThrough();
+      const smallSrc = new PassThrough();
+      relay(bulkSrc, bulk.channel);
+      relay(smallSrc, small.channel);
+      // Both read in one turn, the bulk stream's first: the other's reply must not wait behind it.
+      const big = Buffer.alloc(64 * 1024, 0x61);
+      bulkSrc.write(big);
+      bulkSrc.end(Buffer.from('tail')); // after the bulk chunk, then EOF
+      smallSrc.end(Buffer.from('tiny reply'));
+      await Promise.all(ends);
+      expect(arrivals[0]).toBe('small');
+      expect(Buffer.concat(received.small).toString()).toBe('tiny reply');
+      expect(Buffer.concat(received.bulk).equals(Buffer.concat([big, Buffer.from('tail')]))).toBe(true);
+    } finally {
+      close();
+    }
+  });
+
   test('a channel out of window holds the source instead of reading it into memory', async () => {
     const { channel, peer, close } = await sshPair();
     try {
