@@ -32,7 +32,7 @@ const TITLES = {
   concurrency: 'concurrency (concurrent connections x requests; idle streams held open)',
   fairness: 'fairness (helper B tiny requests while helper A downloads through the same device)',
   memory: 'memory (server memory per idle session and per open stream)',
-  wan: 'emulated WAN (10 ms each way on both legs; time to greeting, success, first byte; downloads alone, beside an idle connection and two at once; bursts)',
+  wan: 'emulated WAN (10 ms each way on both legs; time to greeting, success, first byte; downloads alone, beside an idle connection and two at once; an upload; bursts)',
   httpfront: 'HTTP proxy front-end vs SOCKS front-end (small keep-alive requests)',
 };
 

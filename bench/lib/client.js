@@ -503,7 +503,8 @@ async function httpKeepAlive({ mode, proxy, count, deadlineMs }) {
 /**
  * One download alone, then one beside an idle connection (a browser's keep-alive
  * connection: opened, used once, then quiet for `settleMs`), then two of half the
- * size at once, through the same tunnel. Each starts `settleMs` after any other traffic.
+ * size at once, then one upload, through the same tunnel. Each starts `settleMs`
+ * after any other traffic.
  */
 async function downloadBesideIdle({ socks, target, bytes, settleMs, deadlineMs }) {
   await sleep(settleMs); // earlier traffic through the tunnel is as old
@@ -517,7 +518,12 @@ async function downloadBesideIdle({ socks, target, bytes, settleMs, deadlineMs }
     // Two at once: each stream shares the device's connection with an active one.
     await sleep(settleMs);
     const two = await bulkDownload({ socks, target, streams: 2, bytes: bytes / 2, deadlineMs });
-    return { aloneMiBps: alone.MiBps, besideMiBps: beside.MiBps, twoMiBps: two.MiBps, partial: alone.partial || beside.partial || two.partial };
+    await sleep(settleMs);
+    const up = await bulkUpload({ socks, target, streams: 1, bytes, deadlineMs });
+    return {
+      aloneMiBps: alone.MiBps, besideMiBps: beside.MiBps, twoMiBps: two.MiBps, uploadMiBps: up.MiBps,
+      partial: alone.partial || beside.partial || two.partial || up.partial,
+    };
   } finally {
     idle.sock.destroy();
   }

@@ -391,7 +391,7 @@ async function wan(ctx, res) {
   const delay = sizes.wanDelayMs;
   const rtt = delay * 4; // two legs, each way
   res.note(`${delay} ms each way on the helper-broker leg and on the broker-device leg (user-space delay relays), ${rtt} ms end-to-end round trip; ${sizes.wanConns} sequential new connections, curl-like SOCKS (greeting, wait, CONNECT, wait, request); "RTT" columns = ms / ${rtt}; ` +
-    `then a ${sizes.wanDownloadMiB} MiB download alone, one beside a connection that has been idle for ${WAN_SETTLE_MS / 1000} s, and two of half the size at once; ` +
+    `then a ${sizes.wanDownloadMiB} MiB download alone, one beside a connection that has been idle for ${WAN_SETTLE_MS / 1000} s, two of half the size at once, and an upload; ` +
     `then ${sizes.wanBurst} new connections at once, twice 0.5 s apart (a web page; our pools grow after the first burst and shrink after ${WAN_POOL_DECAY_MS / 1000} s quiet here, 30 s by default)`);
   const wanDir = path.join(dir, 'wan');
   fs.mkdirSync(wanDir, { recursive: true });
@@ -441,6 +441,7 @@ async function wan(ctx, res) {
       res.add(`download ${sizes.wanDownloadMiB} MiB alone`, 'MiB/s', 'higher', v.name, d.aloneMiBps);
       res.add(`download ${sizes.wanDownloadMiB} MiB beside an idle connection`, 'MiB/s', 'higher', v.name, d.besideMiBps);
       res.add(`two downloads of ${sizes.wanDownloadMiB / 2} MiB at once, together`, 'MiB/s', 'higher', v.name, d.twoMiBps);
+      res.add(`upload ${sizes.wanDownloadMiB} MiB`, 'MiB/s', 'higher', v.name, d.uploadMiBps);
       res.raw({ variant: v.name, rep, download: d });
       const b = await runJob('wanBurst', { socks: v.socks, target: ctx.target, conns: sizes.wanBurst, deadlineMs: budget.jobMs(sizes.jobCapMs) }, { hardTimeoutMs: sizes.jobCapMs + 60_000 });
       if (b.errors) res.error(`${v.name}: ${b.errors} burst connections failed (first: ${b.firstError})`);
