@@ -32,7 +32,9 @@
  * cap delivers about its cap per round trip, so the cap nearly doubles every round
  * trip until the link's bandwidth, not the cap, limits the stream; from then on the
  * allowance and one bandwidth-delay product wait in queues (OpenSSH: up to the 2 MiB
- * window). On loopback and LANs nothing changes.
+ * window). On loopback and LANs nothing changes. A device that delays its open
+ * confirmations to look far away gains at most ssh2's own window (what a stream alone
+ * gets anyway), at the expense of its own session's other streams only.
  *
  * How: ssh2 re-grants by adding to `incoming.window` and then calling the
  * protocol's `channelWindowAdjust(id, amount)`. While shared we shrink that amount
