@@ -76,12 +76,17 @@ function sshSocketOf(s: Duplex): Duplex | undefined {
   return c._client?._sock;
 }
 
+interface Pump {
+  bytes: number;
+  /** Send what waits for the end of the turn now (before the EOF that follows it). */
+  flush(): void;
+}
+
 /**
  * Copy `src` into `dst` with backpressure from both `dst` itself and, when `dst` is
  * an SSH channel, from its connection's shared socket queue.
  */
-function pump(src: Duplex, dst: Duplex): { bytes: number } {
-  const counter = { bytes: 0 };
+function pump(src: Duplex, dst: Duplex): Pump {
   const sock = sshSocketOf(dst);
   // Every relay through this connection may wait for the same 'drain'.
   if (sock && sock.getMaxListeners() !== 0) sock.setMaxListeners(0);
@@ -113,20 +118,27 @@ function pump(src: Duplex, dst: Duplex): { bytes: number } {
   // A socket would keep reading all turn long (libuv reads up to 32 times): pause it
   // once a channel queue's worth waits. An SSH channel's data is bounded by its window.
   const deferLimit = sshSocketOf(src) ? Infinity : CHANNEL_QUEUE_LIMIT;
-  let deferred: Buffer[] = [];
+  let deferred: Buffer[] | undefined;
   let deferredBytes = 0;
-  const flush = () => {
-    const chunks = deferred;
-    deferred = [];
-    if (deferredBytes > deferLimit) resume();
-    deferredBytes = 0;
-    for (const c of chunks) send(c);
+  const p: Pump = {
+    bytes: 0,
+    flush() {
+      const chunks = deferred;
+      if (!chunks) return;
+      deferred = undefined;
+      if (deferredBytes > deferLimit) resume();
+      deferredBytes = 0;
+      for (const c of chunks) send(c);
+    },
   };
   src.on('data', (chunk: Buffer) => {
-    counter.bytes += chunk.length;
+    p.bytes += chunk.length;
     if (dst.destroyed || dst.writableEnded) return;
-    if (deferFrom > 0 && (deferred.length > 0 || chunk.length >= deferFrom)) {
-      if (deferred.length === 0) setImmediate(flush);
+    if (deferred || (deferFrom > 0 && chunk.length >= deferFrom)) {
+      if (!deferred) {
+        deferred = [];
+        setImmediate(() => p.flush());
+      }
       deferred.push(chunk);
       if (deferredBytes <= deferLimit && deferredBytes + chunk.length > deferLimit) hold();
       deferredBytes += chunk.length;
@@ -134,11 +146,9 @@ function pump(src: Duplex, dst: Duplex): { bytes: number } {
     }
     send(chunk);
   });
-  // Whatever waits goes out before the EOF that follows it (listeners run in order).
-  src.once('end', () => { if (deferred.length > 0) flush(); });
   // The source may have been paused explicitly (handshake readers do): start it flowing.
   src.resume();
-  return counter;
+  return p;
 }
 
 /** Relay `a` ⇄ `b` until both sides are closed. */
@@ -154,16 +164,18 @@ export function relay(a: Duplex, b: Duplex, opts: { flushTimeoutMs?: number } = 
     const aToB = pump(a, b);
     const bToA = pump(b, a);
 
-    // EOF from one side becomes EOF to the other; once both ways are done, close both.
-    const onEnd = (other: Duplex) => () => {
+    // EOF from one side becomes EOF to the other (after what waited for the end of the
+    // turn); once both ways are done, close both.
+    const onEnd = (other: Duplex, from: Pump) => () => {
+      from.flush();
       halfClose(other);
       if (++ended === 2) {
         if (!a.writableEnded) a.end();
         if (!b.writableEnded) b.end();
       }
     };
-    a.once('end', onEnd(b));
-    b.once('end', onEnd(a));
+    a.once('end', onEnd(b, aToB));
+    b.once('end', onEnd(a, bToA));
 
     const onError = (err: unknown) => {
       result.error ??= err;
