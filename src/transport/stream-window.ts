@@ -127,6 +127,11 @@ const CAPS = Symbol('windowCaps');
 /** Re-grant once the peer's credit falls to this fraction of the cap: one adjust per cap/2 bytes. */
 const REGRANT_AT = 0.5;
 
+/** Bytes of a capped window spent before it is re-granted: half the cap, at most the channels' step when one is set. */
+function regrantStep(cap: number): number {
+  return WINDOW_REGRANT_STEP > 0 ? Math.min(cap * REGRANT_AT, WINDOW_REGRANT_STEP) : cap * REGRANT_AT;
+}
+
 function isShared(reg: Registry): boolean {
   const now = Date.now();
   if (now < reg.sharedUntil) return true;
@@ -187,7 +192,7 @@ function installRegistry(proto: ProtocolInternals, original: (recipient: number,
     // re-grant only once half the cap (at most a re-grant step) is spent, so the device leg
     // carries one small WINDOW_ADJUST per cap/2 bytes instead of one per 32 KiB packet.
     const granted = entry.ch.incoming.window - amount; // the peer's real credit before this adjust
-    const wanted = granted > entry.cap - Math.min(entry.cap * REGRANT_AT, WINDOW_REGRANT_STEP) ? 0 : entry.cap - granted;
+    const wanted = granted > entry.cap - regrantStep(entry.cap) ? 0 : entry.cap - granted;
     entry.ch.incoming.window = granted + wanted;
     return wanted === 0 ? undefined : original.call(this, recipient, wanted);
   };

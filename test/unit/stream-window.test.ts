@@ -252,3 +252,34 @@ describe('over a long device link', () => {
     expect(rounds(cap, 0.5, 10).delivered.slice(3).every((x) => x <= cap)).toBe(true);
   });
 });
+
+test('with the channels\' re-grant step off (BROKER_WINDOW_STEP=0), a capped stream still gets one adjust per half cap', () => {
+  let mod: typeof import('../../src/transport/stream-window') | undefined;
+  const saved = process.env.BROKER_WINDOW_STEP;
+  process.env.BROKER_WINDOW_STEP = '0';
+  try {
+    jest.isolateModules(() => {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      mod = require('../../src/transport/stream-window') as typeof import('../../src/transport/stream-window');
+    });
+  } finally {
+    if (saved === undefined) delete process.env.BROKER_WINDOW_STEP;
+    else process.env.BROKER_WINDOW_STEP = saved;
+  }
+  const cap = 128 * 1024;
+  const { sent, proto } = setup();
+  const a = fakeChannel(1, proto);
+  const b = fakeChannel(2, proto);
+  mod!.capReceiveWindow(a, cap);
+  mod!.capReceiveWindow(b, cap);
+  mod!.markStreamInUse(a);
+  mod!.markStreamInUse(b);
+  b.push(BYTE);
+  const pa = peer(a, sent);
+  pa.send(70);
+  const before = pa.adjusts.length;
+  pa.send(400);
+  const steady = pa.adjusts.slice(before);
+  expect(steady.length).toBeGreaterThan(0);
+  expect(steady.every((x) => x >= cap / 2)).toBe(true);
+});
