@@ -117,7 +117,7 @@ function pump(src: Duplex, dst: Duplex): Pump {
   const deferFrom = sock ? BULK_CHUNK : 0;
   // A socket would keep reading all turn long (libuv reads up to 32 times): pause it
   // once a channel queue's worth waits. An SSH channel's data is bounded by its window.
-  const deferLimit = sshSocketOf(src) ? Infinity : CHANNEL_QUEUE_LIMIT;
+  const deferLimit = deferFrom > 0 && !sshSocketOf(src) ? CHANNEL_QUEUE_LIMIT : Infinity;
   let deferred: Buffer[] | undefined;
   let deferredBytes = 0;
   const p: Pump = {

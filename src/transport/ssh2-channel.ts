@@ -51,6 +51,16 @@ export const WINDOW_REGRANT_STEP = Math.max(0, Number(process.env.BROKER_WINDOW_
 
 const REGRANT = Symbol.for('remote-assist.channelRegrant');
 
+/** ssh2's fixed channel window (its `MAX_WINDOW`: 2 MiB in the versions we know). */
+export const SSH2_MAX_WINDOW: number = (() => {
+  try {
+    const w = (require('ssh2/lib/Channel') as { MAX_WINDOW?: unknown }).MAX_WINDOW;
+    return typeof w === 'number' ? w : 2 * 1024 * 1024;
+  } catch {
+    return 2 * 1024 * 1024;
+  }
+})();
+
 interface ReceivingChannel {
   incoming: { window: number };
   outgoing: { id: number; state: string };
