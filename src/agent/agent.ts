@@ -1,21 +1,26 @@
 /**
  * `broker-agent expose`: the device side. Connects out to the broker, asks for a
  * reverse tunnel (`tcpip-forward`), publishes its descriptor on the control
- * channel, and serves each `forwarded-tcpip` stream as SOCKS5, enforcing its own
- * policy (it never trusts the broker to do so).
+ * channel, and serves each `forwarded-tcpip` stream, enforcing its own policy (it
+ * never trusts the broker to do so). It announces named opens (`protocol/named-open.ts`):
+ * our broker then names the target in the open itself, and the agent dials before it
+ * accepts; other opens carry SOCKS5, as under stock `ssh -R`.
  */
 import { EventEmitter } from 'node:events';
 import type { Client, ClientChannel } from 'ssh2';
-import { BrokerError, describeError } from '../errors';
+import { BrokerError, describeError, toOpenFailure } from '../errors';
 import { silentLogger, type Logger } from '../log';
-import { AGENT_FORWARD_ADDR, EXPOSE_COMMAND, EXPOSE_USER, PROTOCOL_VERSION, Timeouts } from '../protocol/constants';
+import { AGENT_FORWARD_ADDR, EXPOSE_COMMAND, EXPOSE_USER, NAMED_OPENS, PROTOCOL_VERSION, Timeouts } from '../protocol/constants';
 import { readControlEvents, type ControlEvent } from '../protocol/control';
 import { descriptorPolicy, type Descriptor } from '../protocol/descriptor';
-import { formatTarget } from '../protocol/target';
+import { NAMED_OPEN_FEATURE, parseNamedOpen } from '../protocol/named-open';
+import { formatTarget, type Target } from '../protocol/target';
 import type { Policy } from '../policy/policy';
 import { generateIdentity, type Identity } from '../transport/keys';
+import { rejectChannel } from '../transport/open-failure';
 import { connectSsh, execChannel } from '../transport/ssh-client';
-import { serveSocksStream } from './socks-responder';
+import { serveNamedOpen } from './named-responder';
+import { serveSocksStream, type StreamReport } from './socks-responder';
 
 export interface ExposeOptions {
   broker: string;
@@ -58,13 +63,18 @@ export class Agent extends EventEmitter<AgentEvents> {
     const identity = this.opts.identity ?? generateIdentity('broker-agent expose');
     const { client } = await connectSsh({
       broker: this.opts.broker, username: EXPOSE_USER, identity,
+      features: NAMED_OPENS ? [NAMED_OPEN_FEATURE] : [],
       fingerprint: this.opts.fingerprint, knownBrokersFile: this.opts.knownBrokersFile,
       onNewHostKey: (fp) => this.emit('new-host-key', fp),
     });
     this.client = client;
-    client.on('tcp connection', (info, accept) => {
-      const channel = accept();
-      this.serve(channel, info.srcPort);
+    client.on('tcp connection', (info, accept, reject) => {
+      const open = parseNamedOpen(info.srcIP, info.srcPort);
+      if (open.kind === 'socks') return this.serve(accept(), info.srcPort);
+      if (open.kind === 'connect') return this.serveNamed(open.helper, open.target, accept, reject);
+      // A probe (the broker timing this link) or a named open we cannot read: refuse at once.
+      const err = open.kind === 'probe' ? new BrokerError('BRK_BAD_REQUEST', 'probe') : open.error;
+      rejectChannel(client, reject, toOpenFailure(err.code), `${err.code}: ${err.message}`);
     });
     client.on('error', (err) => this.log.debug('ssh error', { error: describeError(err) }));
     client.once('close', () => this.finish(new BrokerError('BRK_BROKER_UNREACHABLE', 'connection to the broker was lost')));
@@ -95,27 +105,49 @@ export class Agent extends EventEmitter<AgentEvents> {
     return session as Extract<ControlEvent, { event: 'session' }>;
   }
 
+  /** A stream as SOCKS5 on the channel (stock convention, brokers without named opens). */
   private serve(channel: ClientChannel, originPort: number): void {
-    let opened = Date.now();
-    let helper = originPort;
+    const track = this.trackStream(originPort);
     void serveSocksStream(channel, {
       policy: this.policy,
       timeoutMs: this.opts.dialTimeoutMs ?? Timeouts.dial,
       handshakeTimeoutMs: Timeouts.socksHandshake,
-      onOpen: (r) => {
+      onOpen: track.opened,
+    }).then(track.closed);
+  }
+
+  /** A named open: dial, then accept the channel or refuse it with the exact outcome. */
+  private serveNamed(helper: number, target: Target, accept: () => ClientChannel, reject: () => void): void {
+    const track = this.trackStream(helper);
+    const client = this.client;
+    void serveNamedOpen(helper, target, () => (this.closed ? undefined : accept()), (err) => {
+      if (client && !this.closed) rejectChannel(client, reject, toOpenFailure(err.code), `${err.code}: ${err.message}`);
+    }, {
+      policy: this.policy,
+      timeoutMs: this.opts.dialTimeoutMs ?? Timeouts.dial,
+      onOpen: track.opened,
+    }).then(track.closed);
+  }
+
+  /** Log and emit a stream's outcome and, once it is over, its totals. */
+  private trackStream(helperId: number): { opened: (r: StreamReport) => void; closed: (r: StreamReport) => void } {
+    let opened = Date.now();
+    let helper = helperId;
+    return {
+      opened: (r) => {
         opened = Date.now();
         helper = r.helper ?? helper;
         const target = r.target ? formatTarget(r.target) : '?';
         this.log.info(r.rep === 0 ? 'stream opened' : 'stream refused', { helper, dest: target, rep: r.rep, reason: r.reason });
         this.emit('stream-opened', { helper, target, rep: r.rep, reason: r.reason });
       },
-    }).then((r) => {
-      if (r.rep === 0 && r.target && r.result) {
+      closed: (r) => {
+        if (r.rep !== 0 || !r.target || !r.result) return;
         const ev = { helper, target: formatTarget(r.target), sent: r.result.bToA, received: r.result.aToB, durationMs: Date.now() - opened };
         this.log.debug('stream closed', ev);
         this.emit('stream-closed', ev);
-      }
-    });
+      },
+    };
   }
 
   private finish(err: BrokerError): void {

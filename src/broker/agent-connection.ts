@@ -23,6 +23,8 @@ export interface AgentContext {
   /** Address helpers should use, as seen by this connection (`HOST:PORT`). */
   publicAddress: string;
   hostFingerprint: string;
+  /** The agent announced named opens (`protocol/named-open.ts`) in its SSH identification. */
+  namedOpens?: boolean;
   allocatePort(): number;
   /** Create and register a session; throws BrokerError when the broker is full. */
   createSession(link: AgentLink, descriptor: Descriptor): Session;
@@ -31,7 +33,7 @@ export interface AgentContext {
 /** Wire up an authenticated agent connection. */
 export function handleAgent(conn: Connection, fingerprint: string, address: string, ctx: AgentContext): AgentLink {
   const log = ctx.log;
-  const link = new AgentLink(conn, fingerprint, address, ctx.socksHandshakeMs);
+  const link = new AgentLink(conn, fingerprint, address, ctx.socksHandshakeMs, ctx.namedOpens ?? false);
   let session: Session | undefined;
 
   // Without a session soon, the connection is just holding a slot: drop it.
@@ -87,7 +89,7 @@ export function handleAgent(conn: Connection, fingerprint: string, address: stri
     link.eventSink = sink;
     session = ctx.createSession(link, descriptor);
     clearTimeout(handshakeTimer);
-    link.startPool();
+    link.startStreams();
     ch.once('close', () => {
       if (session && !session.ended) {
         log.info('agent closed its control channel', { session: session.redactedCode });

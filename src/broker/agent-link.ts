@@ -1,16 +1,21 @@
 /**
  * The broker's handle on one agent: its SSH connection, its reverse tunnel
  * (`tcpip-forward` binding) and its control channel. Streams to the device are
- * `forwarded-tcpip` channels carrying SOCKS5 (OpenSSH's remote dynamic forwarding
- * convention), so a stock `ssh -R 0` client can be an agent too.
+ * `forwarded-tcpip` channels. To agents that announce it, the open names the target
+ * (`protocol/named-open.ts`): the device dials before it confirms, so a stream costs
+ * one round trip and two packets, and nothing is opened in advance. To the others
+ * (stock `ssh -R 0`, older native agents) the channel carries SOCKS5 (OpenSSH's
+ * remote dynamic forwarding convention), on channels kept open in advance.
  */
 import type { Connection, ServerChannel } from 'ssh2';
 import { BrokerError, describeError } from '../errors';
 import type { ControlEvent } from '../protocol/control';
 import { POOL_DECAY_MS, POOL_MAX, POOL_SIZE } from '../protocol/constants';
+import { encodeNamedOpen, encodeProbe } from '../protocol/named-open';
 import { requestSocksConnect, type SocksConnectReply } from '../protocol/socks-handshake';
 import { helperLabel } from '../protocol/socks-auth';
 import { ChannelPool } from '../transport/channel-pool';
+import { openFailureError } from '../transport/open-failure';
 import { capReceiveWindow, markStreamInUse, noteRoundTrip } from '../transport/stream-window';
 import { formatTarget, type Target } from '../protocol/target';
 
@@ -26,6 +31,13 @@ export interface StreamOrigin {
   address: string;
 }
 
+/** A named open's confirmation does not say where the device connected from. */
+const UNKNOWN_BOUND = Object.freeze({ host: '0.0.0.0', port: 0 });
+/** Probes sent when the session starts (the fastest one counts: the first may meet a cold device). */
+const INITIAL_PROBES = 3;
+/** While streams open, the device leg is probed again at most this often. */
+const PROBE_INTERVAL_MS = 1000;
+
 export class AgentLink {
   /** The `tcpip-forward` binding the agent asked for, with the port we assigned. */
   binding: { addr: string; port: number } | undefined;
@@ -35,12 +47,15 @@ export class AgentLink {
   native = false;
   private closed = false;
   private pool: ChannelPool<ServerChannel> | undefined;
+  private lastProbe = 0;
 
   constructor(
     readonly conn: Connection,
     readonly fingerprint: string,
     readonly address: string,
     private readonly handshakeTimeoutMs: number,
+    /** The agent reads named opens (it said so in its SSH identification). */
+    readonly namedOpens = false,
   ) {
     conn.once('close', () => { this.closed = true; });
   }
@@ -59,6 +74,12 @@ export class AgentLink {
     if (!this.closed) this.eventSink?.(ev);
   }
 
+  /** The session started: measure the device leg (named opens), or keep channels ready for SOCKS streams. */
+  startStreams(): void {
+    if (this.namedOpens) this.probe(INITIAL_PROBES);
+    else this.startPool();
+  }
+
   /** Start keeping a few tunnel channels open, so a stream starts with its first write. */
   startPool(size = POOL_SIZE, max = POOL_MAX): void {
     if (size <= 0 || this.pool) return;
@@ -66,26 +87,11 @@ export class AgentLink {
     this.pool.fill();
   }
 
-  private openChannel(originAddr: string, originPort: number): Promise<ServerChannel> {
-    const binding = this.binding;
-    if (!binding || this.closed) return Promise.reject(new BrokerError('BRK_AGENT_OFFLINE', 'the device is not connected (its tunnel is down)'));
-    const asked = performance.now();
-    return new Promise<ServerChannel>((resolve, reject) => {
-      this.conn.forwardOut(binding.addr, binding.port, originAddr, originPort, (err, ch) => {
-        if (err) return reject(new BrokerError('BRK_AGENT_OFFLINE', `the device refused a tunnel stream: ${describeError(err)}`, { cause: err }));
-        // Downloads flow device → broker: keep one stream from filling this connection's buffers
-        // (the open's round trip tells how far the device is: a long link gets room for what is in flight).
-        capReceiveWindow(ch);
-        noteRoundTrip(ch, performance.now() - asked);
-        resolve(ch);
-      });
-    });
-  }
-
-  /** Open a stream through the reverse tunnel and run the SOCKS5 handshake (pipelined). */
+  /** Open a stream to `target` on the device: a named open, or SOCKS5 on a (pre-opened) channel. */
   async openStream(target: Target, origin: StreamOrigin): Promise<AgentStream> {
     // Also guards the pool: a cancelled tunnel must not hand out pre-opened channels.
-    if (!this.binding || this.closed) throw new BrokerError('BRK_AGENT_OFFLINE', 'the device is not connected (its tunnel is down)');
+    if (!this.binding || this.closed) throw offline();
+    if (this.namedOpens) return this.openNamed(target, origin.helperId);
     const channel = this.pool
       ? await this.pool.take()
       : await this.openChannel(origin.address, ((origin.helperId - 1) % 65535) + 1);
@@ -100,9 +106,7 @@ export class AgentLink {
       return { ...reply, channel };
     } catch (err) {
       channel.destroy();
-      if (err instanceof BrokerError && err.code === 'BRK_TIMEOUT') {
-        throw new BrokerError('BRK_TIMEOUT', `${formatTarget(target)}: the device did not answer within ${this.handshakeTimeoutMs} ms`);
-      }
+      if (err instanceof BrokerError && err.code === 'BRK_TIMEOUT') throw this.timedOut(target);
       throw err instanceof BrokerError ? err : new BrokerError('BRK_INTERNAL', describeError(err), { cause: err });
     }
   }
@@ -113,4 +117,89 @@ export class AgentLink {
     this.pool?.close();
     this.conn.end();
   }
+
+  /** Open a channel whose open (request to confirmation) times the device leg. */
+  private openChannel(originAddr: string, originPort: number): Promise<ServerChannel> {
+    const asked = performance.now();
+    return this.forwardOut(originAddr, originPort).then(
+      (ch) => {
+        noteRoundTrip(this.conn, performance.now() - asked);
+        return ch;
+      },
+      (err: unknown) => {
+        throw err instanceof BrokerError ? err : new BrokerError('BRK_AGENT_OFFLINE', `the device refused a tunnel stream: ${describeError(err)}`, { cause: err });
+      },
+    );
+  }
+
+  /** The device dials `target` before it confirms; a refusal carries its exact outcome. */
+  private openNamed(target: Target, helperId: number): Promise<AgentStream> {
+    if (Date.now() - this.lastProbe >= PROBE_INTERVAL_MS) this.probe(1);
+    const { originAddr, originPort } = encodeNamedOpen(target, helperId);
+    return new Promise<AgentStream>((resolve, reject) => {
+      let settled = false;
+      const timer = setTimeout(() => {
+        settled = true;
+        reject(this.timedOut(target));
+      }, this.handshakeTimeoutMs);
+      timer.unref();
+      this.forwardOut(originAddr, originPort).then(
+        (channel) => {
+          // A confirmation after the deadline: the helper was already told; close the stream.
+          if (settled) return void channel.destroy();
+          settled = true;
+          clearTimeout(timer);
+          markStreamInUse(channel);
+          resolve({ rep: 0, reason: 'succeeded', bound: UNKNOWN_BOUND, channel });
+        },
+        (err: unknown) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          reject(err instanceof BrokerError ? err : openFailureError(err, target, 'the device'));
+        },
+      );
+    });
+  }
+
+  /**
+   * Time an open the device refuses at once: the device leg's round trip without a
+   * dial, which lets the window cap leave room for data in flight on a long link.
+   */
+  private probe(count: number): void {
+    if (count <= 0 || this.closed) return;
+    this.lastProbe = Date.now();
+    const { originAddr, originPort } = encodeProbe();
+    const asked = performance.now();
+    this.forwardOut(originAddr, originPort).then(
+      (ch) => ch.destroy(), // only an agent that broke its word accepts a probe
+      (err: unknown) => {
+        if (err instanceof BrokerError) return; // the tunnel is gone
+        noteRoundTrip(this.conn, performance.now() - asked);
+        this.probe(count - 1);
+      },
+    );
+  }
+
+  /** A `forwarded-tcpip` open through the agent's tunnel, its receive window capped. */
+  private forwardOut(originAddr: string, originPort: number): Promise<ServerChannel> {
+    const binding = this.binding;
+    if (!binding || this.closed) return Promise.reject(offline());
+    return new Promise<ServerChannel>((resolve, reject) => {
+      this.conn.forwardOut(binding.addr, binding.port, originAddr, originPort, (err, ch) => {
+        if (err) return reject(err);
+        // Downloads flow device → broker: keep one stream from filling this connection's buffers.
+        capReceiveWindow(ch);
+        resolve(ch);
+      });
+    });
+  }
+
+  private timedOut(target: Target): BrokerError {
+    return new BrokerError('BRK_TIMEOUT', `${formatTarget(target)}: the device did not answer within ${this.handshakeTimeoutMs} ms`);
+  }
+}
+
+function offline(): BrokerError {
+  return new BrokerError('BRK_AGENT_OFFLINE', 'the device is not connected (its tunnel is down)');
 }

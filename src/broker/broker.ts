@@ -10,9 +10,10 @@ import { Server, type Connection } from 'ssh2';
 import { BrokerError, describeError, isExpectedClose } from '../errors';
 import { silentLogger, type Logger } from '../log';
 import { envDuration, formatHostPort } from '../config';
-import { Limits, SSH_IDENT, Timeouts } from '../protocol/constants';
+import { Limits, NAMED_OPENS, SSH_IDENT, Timeouts } from '../protocol/constants';
 import type { EndReason, HelperInfo } from '../protocol/control';
 import { descriptorPolicy, type Descriptor } from '../protocol/descriptor';
+import { announcesNamedOpens } from '../protocol/named-open';
 import { generateSessionCode } from '../protocol/session-code';
 import { coalesceWrites } from '../transport/coalesce';
 import { loadOrCreateHostKey } from '../transport/keys';
@@ -36,6 +37,7 @@ export interface BrokerOptions {
   publicAddress?: string;
   /** Liveness check interval (claim 3). */
   checkIntervalMs?: number;
+  /** How long the device has to answer a stream: its dial included (env BROKER_STREAM_OPEN_TIMEOUT). */
   socksHandshakeMs?: number;
   exposeHandshakeMs?: number;
   /** Time a connection has to finish the SSH handshake and authenticate (env BROKER_SSH_HANDSHAKE_TIMEOUT). */
@@ -74,7 +76,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   constructor(options: BrokerOptions) {
     super();
     this.opts = {
-      host: '', port: 2222, checkIntervalMs: Timeouts.checkInterval, socksHandshakeMs: Timeouts.socksHandshake + Timeouts.dial,
+      host: '', port: 2222, checkIntervalMs: Timeouts.checkInterval, socksHandshakeMs: envDuration('BROKER_STREAM_OPEN_TIMEOUT', Timeouts.socksHandshake + Timeouts.dial),
       exposeHandshakeMs: Timeouts.exposeHandshake, sshHandshakeMs: envDuration('BROKER_SSH_HANDSHAKE_TIMEOUT', Timeouts.sshReady), maxSessions: Limits.sessions, ...stripUndefined(options), dataDir: options.dataDir,
     };
     this.log = options.log ?? silentLogger;
@@ -94,7 +96,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
         keepaliveInterval: this.opts.checkIntervalMs,
         keepaliveCountMax: 2,
       },
-      (conn, info) => this.onConnection(conn, info.ip),
+      (conn, info) => this.onConnection(conn, info.ip, NAMED_OPENS && announcesNamedOpens(info.header?.comments)),
     );
     this.ssh.on('error', (err: Error) => this.log.error('ssh server error', { error: describeError(err) }));
     // ssh2's own TCP server (internal); if its shape changes, timers are armed in onConnection instead.
@@ -180,7 +182,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.emit('session-ended', s, reason);
   }
 
-  private onConnection(conn: Connection, ip: string): void {
+  private onConnection(conn: Connection, ip: string, namedOpens: boolean): void {
     if (this.closing) return void conn.end();
     this.connections.add(conn);
     const sock = (conn as unknown as { _sock?: net.Socket })._sock;
@@ -229,6 +231,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
           exposeHandshakeMs: this.opts.exposeHandshakeMs,
           publicAddress: this.opts.publicAddress ?? local,
           hostFingerprint: this.fingerprint,
+          namedOpens,
           allocatePort: () => this.allocatePort(),
           createSession: (l, d) => this.createSession(l, d, log),
         });
@@ -277,7 +280,10 @@ export class Broker extends EventEmitter<BrokerEvents> {
     }
     const session = new Session(this.nextSessionId++, generateSessionCode(), descriptor, descriptorPolicy(descriptor), link);
     this.registry.add(session);
-    log.info('session created', { event: 'session-created', session: session.redactedCode, label: descriptor.label, agentKey: link.fingerprint });
+    log.info('session created', {
+      event: 'session-created', session: session.redactedCode, label: descriptor.label, agentKey: link.fingerprint,
+      deviceStreams: link.namedOpens ? 'named-open' : 'socks',
+    });
     this.emit('session-created', session);
     return session;
   }

@@ -17,10 +17,11 @@
  */
 import type { Duplex } from 'node:stream';
 import type { Client, ClientChannel } from 'ssh2';
-import { BrokerError, describeError, isBrokerErrorCode, OpenFailure } from '../errors';
+import { BrokerError } from '../errors';
 import { Timeouts } from '../protocol/constants';
 import type { Target } from '../protocol/target';
 import { formatTarget } from '../protocol/target';
+import { openFailureError } from '../transport/open-failure';
 
 /** A connected stream plus the address the device connected from. */
 export interface OpenedStream {
@@ -35,20 +36,6 @@ export interface StreamOpener {
 }
 
 const UNKNOWN_BOUND = Object.freeze({ host: '0.0.0.0', port: 0 });
-
-/** The broker's open failure as the typed error it describes (`BRK_CODE: reason`). */
-export function openFailureError(err: unknown, target: Target): BrokerError {
-  const e = err as { message?: unknown; reason?: unknown };
-  const message = typeof e.message === 'string' ? e.message : describeError(err);
-  const text = message.replace(/^\(SSH\) Channel open failure: /, '');
-  const coded = /^(BRK_[A-Z_]+): (.+)$/.exec(text);
-  if (coded && isBrokerErrorCode(coded[1])) return new BrokerError(coded[1], coded[2]!, { cause: err });
-  // Not from our broker (or its description was lost): say what SSH said.
-  const label = formatTarget(target);
-  if (e.reason === OpenFailure.ADMINISTRATIVELY_PROHIBITED) return new BrokerError('BRK_POLICY_DENIED', `${label}: the broker refused the stream${text ? ` (${text})` : ''}`, { cause: err });
-  if (e.reason === OpenFailure.RESOURCE_SHORTAGE) return new BrokerError('BRK_RATE_LIMITED', `${label}: the broker is out of resources${text ? ` (${text})` : ''}`, { cause: err });
-  return new BrokerError('BRK_INTERNAL', `${label}: the broker could not open a stream: ${text || 'no reason given'}`, { cause: err });
-}
 
 /** StreamOpener over an SSH connection to the broker. */
 export class SshStreamOpener implements StreamOpener {

@@ -63,6 +63,14 @@ export const Timeouts = {
   poolIdle: 10 * 60_000,
 } as const;
 
+/**
+ * Named device-leg opens (`protocol/named-open.ts`) between our broker and our agents.
+ * BROKER_NAMED_OPENS=0 turns them off (an agent then does not announce them, a broker
+ * ignores the announcement): streams then use SOCKS5 on pre-opened channels, as with
+ * older agents and stock `ssh -R`.
+ */
+export const NAMED_OPENS = process.env.BROKER_NAMED_OPENS !== '0';
+
 /** Pre-opened channels the broker keeps per device tunnel (BROKER_POOL_SIZE; 0 disables). */
 export const POOL_SIZE = Math.max(0, Math.min(32, Number(process.env.BROKER_POOL_SIZE ?? 8) || 0));
 

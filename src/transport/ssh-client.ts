@@ -28,6 +28,8 @@ export interface SshConnectOptions {
   readyTimeoutMs?: number;
   keepaliveIntervalMs?: number;
   keepaliveCountMax?: number;
+  /** Features this client announces as comments in its SSH identification string (`SSH-2.0-software comments`). */
+  features?: readonly string[];
 }
 
 export interface SshConnection {
@@ -85,7 +87,7 @@ export function connectSsh(opts: SshConnectOptions): Promise<SshConnection> {
         readyTimeout: opts.readyTimeoutMs ?? Timeouts.sshReady,
         keepaliveInterval: opts.keepaliveIntervalMs ?? 15_000,
         keepaliveCountMax: opts.keepaliveCountMax ?? 3,
-        ident: SSH_IDENT,
+        ident: opts.features?.length ? `${SSH_IDENT} ${opts.features.join(' ')}` : SSH_IDENT,
         // Our broker is not OpenSSH, but speaks its direct-streamlocal extension.
         strictVendor: false,
       });

@@ -26,7 +26,7 @@
  * moved 9.6 MiB/s together under a fixed 128 KiB cap, against OpenSSH's 142. So
  * the cap is a queue allowance on top of the link's bandwidth-delay product, as in
  * BBR: `cap + 2 × rate × distance`, where `distance` is the device leg's round
- * trip (the fastest of the last channel opens, `noteRoundTrip`) less `LOCAL_RTT_MS`
+ * trip (the fastest of the last timed opens, `noteRoundTrip`) less `LOCAL_RTT_MS`
  * (below that it is processing, and data held there is queue), and `rate` is the
  * most the stream delivered in one of its last 3 round trips. A stream held by the
  * cap delivers about its cap per round trip, so the cap nearly doubles every round
@@ -60,7 +60,7 @@ export const SHARED_HOLD_MS = 2000;
 const RECHECK_MS = 50;
 /** Device-leg round trips up to this long are processing, not distance: no allowance for data in flight. */
 export const LOCAL_RTT_MS = 1;
-/** The device leg's round trip is the fastest of this many recent channel opens. */
+/** The device leg's round trip is the fastest of this many recent timed opens. */
 const RTT_SAMPLES = 16;
 /**
  * The allowance for data in flight is twice what the stream delivered in the last
@@ -111,7 +111,7 @@ interface Registry {
   sharedUntil: number;
   /** Not shared until then, unless a quiet stream becomes active. */
   quietUntil: number;
-  /** Recent channel-open round trips (ms), and the distance they give (`noteRoundTrip`). */
+  /** Recent open round trips (ms), and the distance they give (`noteRoundTrip`). */
   roundTrips: number[];
   distance: number;
 }
@@ -232,13 +232,15 @@ export function markStreamInUse(channel: Duplex): void {
 }
 
 /**
- * A channel on `channel`'s connection took `ms` to open (request to confirmation):
- * the device leg's round trip, plus the device's processing. The fastest of the
- * recent ones, less LOCAL_RTT_MS, is the distance that lets a capped stream's cap grow.
+ * An open on `conn` (an ssh2 connection) took `ms` from request to answer: the device
+ * leg's round trip, plus the device's processing. The fastest of the recent ones, less
+ * LOCAL_RTT_MS, is the distance that lets a capped stream's cap grow.
  */
-export function noteRoundTrip(channel: Duplex, ms: number): void {
-  const registry = (channel as unknown as Partial<ChannelInternals>)._client?._protocol?.[CAPS];
-  if (!registry || !(ms >= 0)) return;
+export function noteRoundTrip(conn: object, ms: number): void {
+  const proto = (conn as { _protocol?: ProtocolInternals })._protocol;
+  const adjust = proto?.channelWindowAdjust;
+  if (!proto || typeof adjust !== 'function' || !(ms >= 0)) return;
+  const registry = proto[CAPS] ?? installRegistry(proto, adjust);
   registry.roundTrips.push(ms);
   if (registry.roundTrips.length > RTT_SAMPLES) registry.roundTrips.shift();
   registry.distance = Math.max(0, Math.min(...registry.roundTrips) - LOCAL_RTT_MS);

@@ -21,6 +21,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import ipaddr from 'ipaddr.js';
+import { Client, utils as sshUtils } from 'ssh2';
 
 export const REPO = path.resolve(__dirname, '..', '..');
 export const BROKER_BIN = path.join(REPO, 'bin', 'broker');
@@ -921,4 +922,44 @@ export function wrongCode(code: string): string {
   const last = code[code.length - 1]!;
   const next = alphabet[(alphabet.indexOf(last) + 1) % alphabet.length]!;
   return code.slice(0, -1) + next;
+}
+
+// ---------------------------------------------------------------------------
+// raw ssh2 peers (hostile helpers, fake agents)
+// ---------------------------------------------------------------------------
+
+/** A fresh ed25519 key that ssh2 can parse (its generator rarely emits one it cannot). */
+export function freshKey(): string {
+  for (let i = 0; i < 8; i++) {
+    const k = sshUtils.generateKeyPairSync('ed25519');
+    if (!(sshUtils.parseKey(k.private) instanceof Error)) return k.private;
+  }
+  throw new Error('ssh2 could not generate a usable ed25519 key');
+}
+
+function fingerprintOf(key: Buffer): string {
+  return `SHA256:${createHash('sha256').update(key).digest('base64').replace(/=+$/, '')}`;
+}
+
+/** Connect a raw ssh2 client to `broker` with a fresh key, checking its host key; `ident` replaces ssh2's. */
+export function rawSshClient(broker: BrokerProc, username: string, opts: { ident?: string } = {}): Promise<Client> {
+  const privateKey = freshKey();
+  return new Promise((resolve, reject) => {
+    const c = new Client();
+    onCleanup(() => c.end());
+    const t = setTimeout(() => reject(new Error('raw ssh2 client: no ready within 15 s')), 15_000);
+    c.once('ready', () => {
+      clearTimeout(t);
+      resolve(c);
+    });
+    c.once('error', (err) => {
+      clearTimeout(t);
+      reject(err);
+    });
+    c.connect({
+      host: broker.host, port: broker.port, username, privateKey, readyTimeout: 15_000, ident: opts.ident,
+      hostVerifier: (k: Buffer) => fingerprintOf(k) === broker.fingerprint,
+      strictVendor: false, // the broker is not OpenSSH but speaks direct-streamlocal
+    });
+  });
 }

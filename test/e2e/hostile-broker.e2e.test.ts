@@ -3,7 +3,9 @@
  * accepts the agent's expose request and then asks, through the reverse tunnel,
  * for destinations the device's own policy forbids gets SOCKS 0x02 from the
  * agent, which never dials them. Allowed destinations still work, and malformed
- * SOCKS bytes from the broker are answered and closed.
+ * SOCKS bytes from the broker are answered and closed. The same holds for named
+ * opens (the target in the open itself): forbidden or malformed ones are refused
+ * with a typed reason before anything is dialled.
  */
 import net from 'node:net';
 import os from 'node:os';
@@ -11,7 +13,9 @@ import path from 'node:path';
 import fs from 'node:fs';
 import { Server, type Connection, type ServerChannel } from 'ssh2';
 import { Agent } from '../../src/agent/agent';
+import { toOpenFailure, type BrokerErrorCode } from '../../src/errors';
 import { makeDescriptor } from '../../src/protocol/descriptor';
+import { announcesNamedOpens } from '../../src/protocol/named-open';
 import { encodeGreeting, encodeRequest } from '../../src/protocol/socks5';
 import { makeTarget } from '../../src/protocol/target';
 import { generateIdentity } from '../../src/transport/keys';
@@ -19,6 +23,8 @@ import { generateIdentity } from '../../src/transport/keys';
 interface FakeBroker {
   port: number;
   conn: Promise<Connection>;
+  /** The comments of the agent's SSH identification string. */
+  identComments: Promise<string | undefined>;
   binding: Promise<{ addr: string; port: number }>;
   close(): Promise<void>;
 }
@@ -29,8 +35,11 @@ async function startFakeBroker(): Promise<FakeBroker> {
   let resolveConn!: (c: Connection) => void;
   let resolveBinding!: (b: { addr: string; port: number }) => void;
   const conn = new Promise<Connection>((r) => { resolveConn = r; });
+  let resolveComments!: (c: string | undefined) => void;
+  const identComments = new Promise<string | undefined>((r) => { resolveComments = r; });
   const binding = new Promise<{ addr: string; port: number }>((r) => { resolveBinding = r; });
-  const server = new Server({ hostKeys: [hostKey] }, (c) => {
+  const server = new Server({ hostKeys: [hostKey] }, (c, info) => {
+    resolveComments(info.header.comments);
     c.on('authentication', (ctx) => ctx.accept());
     c.on('error', () => {});
     c.on('ready', () => {
@@ -54,12 +63,31 @@ async function startFakeBroker(): Promise<FakeBroker> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as net.AddressInfo).port;
   return {
-    port, conn, binding,
+    port, conn, binding, identComments,
     close: () => new Promise<void>((r) => {
       void conn.then((c) => c.end());
       server.close(() => r());
     }),
   };
+}
+
+/** A named open to the agent: the data it sends on success, or the open failure's reason and description. */
+async function namedOpen(conn: Connection, bind: { addr: string; port: number }, originAddr: string, originPort: number): Promise<{ data?: string; reason?: number; description?: string }> {
+  return new Promise((resolve) => {
+    conn.forwardOut(bind.addr, bind.port, originAddr, originPort, (err, ch) => {
+      if (err) {
+        const e = err as Error & { reason?: number };
+        resolve({ reason: e.reason, description: e.message.replace(/^\(SSH\) Channel open failure: /, '') });
+        return;
+      }
+      const chunks: Buffer[] = [];
+      ch.on('data', (c: Buffer) => chunks.push(c));
+      const done = () => resolve({ data: Buffer.concat(chunks).toString() });
+      ch.once('end', () => { done(); ch.destroy(); });
+      ch.once('close', done);
+      setTimeout(() => ch.destroy(), 5000).unref();
+    });
+  });
 }
 
 /** Ask the agent, as the broker would, for `host:port`; returns the SOCKS reply byte (or -1 if closed without one). */
@@ -84,6 +112,8 @@ describe('an agent facing a hostile broker', () => {
   let agent: Agent;
   let target: net.Server;
   let targetPort: number;
+  /** Allowed by the device's policy, but nothing listens there. */
+  let closedPort: number;
   const dialled: string[] = [];
   let kbDir: string;
 
@@ -91,11 +121,15 @@ describe('an agent facing a hostile broker', () => {
     target = net.createServer((s) => { dialled.push(`${s.localAddress}:${s.localPort}`); s.end('hello from the device network'); });
     await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
     targetPort = (target.address() as net.AddressInfo).port;
+    const closed = net.createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    closedPort = (closed.address() as net.AddressInfo).port;
+    await new Promise<void>((r) => closed.close(() => r()));
     broker = await startFakeBroker();
     kbDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rab-hb-'));
     agent = new Agent({
       broker: `127.0.0.1:${broker.port}`,
-      descriptor: makeDescriptor({ allow: [`127.0.0.1:${targetPort}`] }),
+      descriptor: makeDescriptor({ allow: [`127.0.0.1:${targetPort}`, `127.0.0.1:${closedPort}`] }),
       knownBrokersFile: path.join(kbDir, 'known_brokers'),
     });
     await agent.start();
@@ -135,5 +169,46 @@ describe('an agent facing a hostile broker', () => {
     expect([0x08, -1]).toContain(bad.rep);
     const ok = await askAgent(conn, bind, Buffer.concat([encodeGreeting(), encodeRequest(makeTarget('127.0.0.1', targetPort))]));
     expect(ok.rep).toBe(0x00);
+  });
+
+  describe('named opens', () => {
+    test('the agent announces them in its SSH identification', async () => {
+      expect(announcesNamedOpens(await broker.identComments)).toBe(true);
+    });
+
+    test('an allowed target is dialled before the open is confirmed, and the stream carries its bytes', async () => {
+      const before = dialled.length;
+      const r = await namedOpen(await broker.conn, await broker.binding, `remote-assist:connect:3:127.0.0.1`, targetPort);
+      expect(r).toMatchObject({ data: 'hello from the device network' });
+      expect(dialled.length).toBe(before + 1);
+    });
+
+    test.each([
+      ['loopback on another port', 'remote-assist:connect:3:127.0.0.1', 22, 'BRK_POLICY_DENIED'],
+      ['IPv6 loopback', 'remote-assist:connect:3:::1', 22, 'BRK_POLICY_DENIED'],
+      ['localhost by name', 'remote-assist:connect:3:localhost', 22, 'BRK_POLICY_DENIED'],
+      ['a host that is not a name', 'remote-assist:connect:3:a b', 80, 'BRK_BAD_TARGET'],
+      ['port 0', 'remote-assist:connect:3:127.0.0.1', 0, 'BRK_BAD_TARGET'],
+      ['no helper id', 'remote-assist:connect:127.0.0.1', 80, 'BRK_BAD_REQUEST'],
+      ['an unknown verb', 'remote-assist:exec:rm -rf /', 0, 'BRK_BAD_REQUEST'],
+    ])('%s: refused with the typed reason in the open failure, never dialled', async (_what, originAddr, port, code) => {
+      const before = dialled.length;
+      const r = await namedOpen(await broker.conn, await broker.binding, originAddr, port);
+      expect(r.data).toBeUndefined();
+      expect(r.description).toMatch(new RegExp(`^${code}: .+`));
+      expect(r.reason).toBe(toOpenFailure(code as BrokerErrorCode));
+      expect(dialled.length).toBe(before);
+    });
+
+    test('a probe is refused at once', async () => {
+      const r = await namedOpen(await broker.conn, await broker.binding, 'remote-assist:probe', 0);
+      expect(r.description).toMatch(/^BRK_BAD_REQUEST: probe$/);
+    });
+
+    test('an allowed port with nothing listening is refused with the device\'s dial error', async () => {
+      const r = await namedOpen(await broker.conn, await broker.binding, 'remote-assist:connect:3:127.0.0.1', closedPort);
+      expect(r.description).toMatch(/^BRK_CONN_REFUSED: 127\.0\.0\.1:\d+/);
+      expect(r.reason).toBe(toOpenFailure('BRK_CONN_REFUSED'));
+    });
   });
 });

@@ -6,10 +6,10 @@
  * once), and raw `expose` control channels with bad descriptors. After each attack a
  * victim session on the same broker must still work.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { Client, utils as sshUtils, type ClientChannel } from 'ssh2';
+import { randomBytes } from 'node:crypto';
+import type { Client, ClientChannel } from 'ssh2';
 import {
-  curlSocks, onCleanup, rawExchange, readAll, socksRep, spawnExpose, startBroker, startExpose, startJoin, startTargets,
+  curlSocks, rawExchange, rawSshClient, readAll, socksRep, spawnExpose, startBroker, startExpose, startJoin, startTargets,
   type BrokerProc, type ExposeProc, type JoinProc, type Targets,
 } from './harness';
 
@@ -42,41 +42,8 @@ async function expectVictimUnharmed(): Promise<void> {
 // raw ssh2 peers
 // ---------------------------------------------------------------------------
 
-/** A fresh ed25519 key that ssh2 can parse (its generator rarely emits one it cannot). */
-function freshKey(): string {
-  for (let i = 0; i < 8; i++) {
-    const k = sshUtils.generateKeyPairSync('ed25519');
-    if (!(sshUtils.parseKey(k.private) instanceof Error)) return k.private;
-  }
-  throw new Error('ssh2 could not generate a usable ed25519 key');
-}
-
-function fingerprintOf(key: Buffer): string {
-  return `SHA256:${createHash('sha256').update(key).digest('base64').replace(/=+$/, '')}`;
-}
-
-/** Connect a raw ssh2 client with a fresh key, checking the broker's host key. */
-function rawSsh(username: string): Promise<Client> {
-  const privateKey = freshKey();
-  return new Promise((resolve, reject) => {
-    const c = new Client();
-    onCleanup(() => c.end());
-    const t = setTimeout(() => reject(new Error('raw ssh2 client: no ready within 15 s')), 15_000);
-    c.once('ready', () => {
-      clearTimeout(t);
-      resolve(c);
-    });
-    c.once('error', (err) => {
-      clearTimeout(t);
-      reject(err);
-    });
-    c.connect({
-      host: '127.0.0.1', port: broker.port, username, privateKey, readyTimeout: 15_000,
-      hostVerifier: (k: Buffer) => fingerprintOf(k) === broker.fingerprint,
-      strictVendor: false, // the broker is not OpenSSH but speaks direct-streamlocal
-    });
-  });
-}
+/** A raw ssh2 client of `broker`, checking its host key. */
+const rawSsh = (username: string): Promise<Client> => rawSshClient(broker, username);
 
 interface OpenFailure {
   reason: number | string;

@@ -4,14 +4,23 @@
  * 0x03 network unreachable, 0x04 host unreachable (unknown name, on-link host that
  * does not answer ARP), 0x06 timeout. Checked with an independent raw SOCKS5
  * client (the REP byte itself) and with real curl (`... (N)` in its error text).
- * The unreachable cases run the device inside a network namespace the test builds.
+ * The loopback cases run over both device-leg paths: named opens (the device refuses
+ * the open with the outcome) and SOCKS5 on pre-opened channels (older agents, stock
+ * `ssh -R`). The unreachable cases run the device inside a network namespace the test
+ * builds.
  */
 import {
   closedPort, createTopology, curlSocks, curlSocksRep, run, socksConnect, socksRep, startBroker, startExpose, startJoin, startTargets,
   type BrokerProc, type JoinProc, type Targets,
 } from './harness';
 
-describe('on loopback', () => {
+/** The path, the agent's environment, and what the broker logs for such a session. */
+const deviceLegs: Array<[string, Record<string, string>, string]> = [
+  ['named opens', {}, 'named-open'],
+  ['SOCKS5 on pre-opened channels', { BROKER_NAMED_OPENS: '0' }, 'socks'],
+];
+
+describe.each(deviceLegs)('on loopback, device leg: %s', (_leg, env, deviceStreams) => {
   let targets: Targets;
   let broker: BrokerProc;
   let refusedPort: number;
@@ -24,10 +33,15 @@ describe('on loopback', () => {
     targets = await startTargets();
     refusedPort = await closedPort();
     broker = await startBroker();
-    const a = await startExpose(broker, ['--allow', `127.0.0.1:${targets.httpPort}`, '--allow', `127.0.0.1:${refusedPort}`]);
-    const b = await startExpose(broker, ['--allow', `*:${targets.httpPort}`, '--allow', '198.18.0.0/15']);
+    const a = await startExpose(broker, ['--allow', `127.0.0.1:${targets.httpPort}`, '--allow', `127.0.0.1:${refusedPort}`], { env });
+    const b = await startExpose(broker, ['--allow', `*:${targets.httpPort}`, '--allow', '198.18.0.0/15'], { env });
     [explicit, nonLoopback] = await Promise.all([startJoin(broker, a.code), startJoin(broker, b.code)]);
   }, 60_000);
+
+  test('the broker uses that path to both devices', () => {
+    const created = broker.proc.lines.filter((l) => l.event === 'session-created');
+    expect(created.map((l) => l.deviceStreams)).toEqual([deviceStreams, deviceStreams]);
+  });
 
   test('control: an allowed, listening destination succeeds (0x00)', async () => {
     const r = await socksConnect(explicit.socks, '127.0.0.1', targets.httpPort);

@@ -4,7 +4,7 @@
  * description, a made-up code) becomes an honest, typed error.
  */
 import { BrokerError, OpenFailure, toSocksReply } from '../../src/errors';
-import { openFailureError } from '../../src/helper/stream-opener';
+import { openFailureError } from '../../src/transport/open-failure';
 import { makeTarget } from '../../src/protocol/target';
 
 const target = makeTarget('printer.lan', 631);

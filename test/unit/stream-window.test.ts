@@ -181,8 +181,8 @@ describe('over a long device link', () => {
   function rounds(cap: number, distanceMs: number, count: number, ratePerRound = Infinity) {
     jest.useFakeTimers({ now: 3_000_000 });
     const { sent, a, b } = twoStreamsInUse(cap);
-    noteRoundTrip(a, distanceMs + 5); // a slower open first: the fastest counts
-    noteRoundTrip(a, distanceMs);
+    noteRoundTrip(a._client, distanceMs + 5); // a slower open first: the fastest counts
+    noteRoundTrip(a._client, distanceMs);
     let credit = cap;
     a.incoming.window = cap;
     let maxCredit = 0;
@@ -245,10 +245,11 @@ describe('over a long device link', () => {
     const cap = 128 * 1024;
     jest.useFakeTimers({ now: 4_000_000 });
     const { a } = twoStreamsInUse(cap);
-    noteRoundTrip(a, Number.NaN);
-    noteRoundTrip(a, -5);
+    noteRoundTrip(a._client, Number.NaN);
+    noteRoundTrip(a._client, -5);
     const d = new Duplex({ read() {}, write(_c, _e, cb) { cb(); } });
     expect(() => noteRoundTrip(d, 30)).not.toThrow();
+    expect(() => noteRoundTrip({}, 30)).not.toThrow();
     expect(rounds(cap, 0.5, 10).delivered.slice(3).every((x) => x <= cap)).toBe(true);
   });
 });

@@ -1,0 +1,122 @@
+/**
+ * The broker's side of named opens (`protocol/named-open.ts`), against a raw ssh2
+ * agent that announces them and answers each open as the test says, with a real
+ * helper (`broker-agent join`) and raw SOCKS5 clients:
+ * - the session starts with probes of the device leg and no pre-opened channels;
+ * - a helper's stream arrives as one open naming the helper and the target;
+ * - the agent's refusal (`BRK_CODE: reason`) reaches the helper as the exact SOCKS
+ *   reply, and a refusal without a description as a general failure;
+ * - an agent that never answers costs the helper BRK_STREAM_OPEN_TIMEOUT, not more,
+ *   and a confirmation that comes later is closed by the broker.
+ */
+import type { Client, ClientChannel } from 'ssh2';
+import { SSH_IDENT } from '../../src/protocol/constants';
+import { NAMED_OPEN_FEATURE } from '../../src/protocol/named-open';
+import { OpenFailure } from '../../src/errors';
+import { rejectChannel } from '../../src/transport/open-failure';
+import { rawSshClient, socksConnect, socksRep, startBroker, startJoin, type BrokerProc, type JoinProc } from './harness';
+
+/** One `forwarded-tcpip` open as the raw agent saw it, with its answers. */
+interface SeenOpen {
+  srcIP: string;
+  srcPort: number;
+  accept: () => ClientChannel;
+  reject: () => void;
+}
+
+const OPEN_TIMEOUT_MS = 1500;
+
+let broker: BrokerProc;
+let agent: Client;
+let helper: JoinProc;
+const opens: SeenOpen[] = [];
+/** How the raw agent answers the next connect opens (probes are refused at once, as our agent does). */
+let answer: (open: SeenOpen) => void = () => {};
+
+beforeAll(async () => {
+  broker = await startBroker({ env: { BROKER_STREAM_OPEN_TIMEOUT: String(OPEN_TIMEOUT_MS) } });
+  agent = await rawSshClient(broker, 'expose', { ident: `${SSH_IDENT} ${NAMED_OPEN_FEATURE}` });
+  agent.on('tcp connection', (info, accept, reject) => {
+    const open = { srcIP: info.srcIP, srcPort: info.srcPort, accept, reject };
+    opens.push(open);
+    if (info.srcIP === 'remote-assist:probe') rejectChannel(agent, reject, OpenFailure.CONNECT_FAILED, 'BRK_BAD_REQUEST: probe');
+    else answer(open);
+  });
+  await new Promise<void>((resolve, reject) => agent.forwardIn('127.0.0.1', 0, (err) => (err ? reject(err) : resolve())));
+  const control = await new Promise<ClientChannel>((resolve, reject) => agent.exec('expose', (err, ch) => (err ? reject(err) : resolve(ch))));
+  const session = await new Promise<Record<string, unknown>>((resolve) => {
+    let text = '';
+    control.on('data', (d: Buffer) => {
+      text += d.toString();
+      if (text.includes('\n')) resolve(JSON.parse(text.split('\n')[0]!) as Record<string, unknown>);
+    });
+    control.write(`${JSON.stringify({ type: 'expose', version: 1, descriptor: { version: 1, allow: ['*:631'] } })}\n`);
+  });
+  expect(session).toMatchObject({ event: 'session' });
+  helper = await startJoin(broker, String(session.code));
+}, 60_000);
+
+/** Wait until `pred` holds (bounded). */
+async function until(pred: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+test('the session starts with three probes of the device leg and no channels opened in advance', async () => {
+  await until(() => opens.length >= 3);
+  await new Promise((r) => setTimeout(r, 300)); // a pool would have opened its channels by now
+  expect(opens.map((o) => `${o.srcIP}:${o.srcPort}`)).toEqual(['remote-assist:probe:0', 'remote-assist:probe:0', 'remote-assist:probe:0']);
+  const created = broker.proc.lines.find((l) => l.event === 'session-created');
+  expect(created?.deviceStreams).toBe('named-open');
+});
+
+test("a helper's stream is one open naming the helper and the target; bytes flow once the agent accepts", async () => {
+  answer = (open) => {
+    const ch = open.accept();
+    ch.on('data', (d: Buffer) => ch.write(Buffer.from(d.toString().toUpperCase())));
+  };
+  const before = opens.length;
+  const r = await socksConnect(helper.socks, 'printer.lan', 631);
+  expect(r.rep).toBe(0x00);
+  const connects = opens.slice(before).filter((o) => o.srcIP.startsWith('remote-assist:connect:'));
+  expect(connects.map((o) => `${o.srcIP}:${o.srcPort}`)).toEqual([expect.stringMatching(/^remote-assist:connect:\d+:printer\.lan:631$/)]);
+  const echoed = new Promise<string>((resolve) => r.socket.once('data', (d: Buffer) => resolve(d.toString())));
+  r.socket.write('hello');
+  expect(await echoed).toBe('HELLO');
+  r.socket.destroy();
+});
+
+test.each([
+  ['BRK_HOST_UNREACHABLE', OpenFailure.CONNECT_FAILED, 0x04],
+  ['BRK_CONN_REFUSED', OpenFailure.CONNECT_FAILED, 0x05],
+  ['BRK_POLICY_DENIED', OpenFailure.ADMINISTRATIVELY_PROHIBITED, 0x02],
+  ['BRK_NET_UNREACHABLE', OpenFailure.CONNECT_FAILED, 0x03],
+])('the agent refuses with %s (open failure reason %i) → the helper gets exactly SOCKS reply %i', async (code, reason, rep) => {
+  answer = (open) => rejectChannel(agent, open.reject, reason, `${code}: printer.lan:631: as the device saw it`);
+  expect(await socksRep(helper.socks, 'printer.lan', 631)).toBe(rep);
+});
+
+test('a refusal without a description (not our agent) is a general failure, 0x01', async () => {
+  answer = (open) => open.reject();
+  expect(await socksRep(helper.socks, 'printer.lan', 631)).toBe(0x01);
+});
+
+test('an agent that never answers: 0x06 after the open timeout; a late confirmation is closed by the broker', async () => {
+  let late: SeenOpen | undefined;
+  answer = (open) => { late = open; };
+  const t0 = Date.now();
+  expect(await socksRep(helper.socks, 'printer.lan', 631, { timeoutMs: 10_000 })).toBe(0x06);
+  const ms = Date.now() - t0;
+  expect(ms).toBeGreaterThanOrEqual(OPEN_TIMEOUT_MS - 100);
+  expect(ms).toBeLessThan(OPEN_TIMEOUT_MS + 3000);
+  expect(late).toBeDefined();
+  const ch = late!.accept();
+  ch.resume(); // 'close' follows 'end', which needs the stream read
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('the broker kept a stream nobody waits for')), 5000);
+    ch.once('close', () => { clearTimeout(t); resolve(); });
+  });
+});
