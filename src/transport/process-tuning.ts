@@ -59,15 +59,28 @@ export function installLibraryTuning(): void {
 export const ATOMIC_MARKING = `--no-incremental-marking below ${SMALL_HEAP_BYTES / 1048576} MiB heap`;
 
 let applied: string[] = [];
+/** Whether ssh2 was still unloaded when the padding pool was first installed. */
+let poolServesSsh2: boolean | undefined;
 
 /** Apply the tuning unless disabled; returns what was applied. */
 export function applyProcessTuning(env: NodeJS.ProcessEnv = process.env): string[] {
   if (env.BROKER_PROCESS_TUNING === '0') return [];
+  // Reported only if it serves ssh2: its protocol code keeps the randomFillSync it found when it loaded.
+  poolServesSsh2 ??= !ssh2ProtocolLoaded();
   installLibraryTuning();
   for (const flag of V8_FLAGS) v8.setFlagsFromString(flag);
   watchMarkingMode();
-  applied = ['random-pool', ...V8_FLAGS, ATOMIC_MARKING];
+  applied = [...(poolServesSsh2 ? ['random-pool'] : []), ...V8_FLAGS, ATOMIC_MARKING];
   return applied;
+}
+
+/** Has ssh2's packet code (which binds `crypto.randomFillSync` when it loads) been loaded already? */
+function ssh2ProtocolLoaded(): boolean {
+  try {
+    return require.cache[require.resolve('ssh2/lib/protocol/crypto.js')] !== undefined;
+  } catch {
+    return false;
+  }
 }
 
 /** What applyProcessTuning() applied in this process (`broker serve` reports it at start). */

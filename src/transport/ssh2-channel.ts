@@ -51,15 +51,26 @@ export const WINDOW_REGRANT_STEP = Math.max(0, Number(process.env.BROKER_WINDOW_
 
 const REGRANT = Symbol.for('remote-assist.channelRegrant');
 
-/** ssh2's fixed channel window (its `MAX_WINDOW`: 2 MiB in the versions we know). */
-export const SSH2_MAX_WINDOW: number = (() => {
-  try {
-    const w = (require('ssh2/lib/Channel') as { MAX_WINDOW?: unknown }).MAX_WINDOW;
-    return typeof w === 'number' ? w : 2 * 1024 * 1024;
-  } catch {
-    return 2 * 1024 * 1024;
+let maxWindow: number | undefined;
+
+/**
+ * ssh2's fixed channel window (its `MAX_WINDOW`: 2 MiB in the versions we know).
+ * Read on first use, not when this module loads: loading ssh2's Channel loads its
+ * protocol code, which binds `crypto.randomFillSync` for good, and process tuning
+ * imports this module before it installs the padding pool there.
+ */
+export function ssh2MaxWindow(): number {
+  if (maxWindow === undefined) {
+    let w: unknown;
+    try {
+      w = (require('ssh2/lib/Channel') as { MAX_WINDOW?: unknown }).MAX_WINDOW;
+    } catch {
+      w = undefined;
+    }
+    maxWindow = typeof w === 'number' ? w : 2 * 1024 * 1024;
   }
-})();
+  return maxWindow;
+}
 
 interface ReceivingChannel {
   incoming: { window: number };

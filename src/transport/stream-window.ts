@@ -49,7 +49,7 @@
  * nothing is changed.
  */
 import type { Duplex } from 'node:stream';
-import { SSH2_MAX_WINDOW as MAX_WINDOW, WINDOW_REGRANT_STEP } from './ssh2-channel';
+import { ssh2MaxWindow, WINDOW_REGRANT_STEP } from './ssh2-channel';
 
 /** Default cap (BROKER_STREAM_WINDOW bytes; 0 keeps ssh2's 2 MiB). */
 export const STREAM_WINDOW = Math.max(0, Number(process.env.BROKER_STREAM_WINDOW ?? 128 * 1024) || 0);
@@ -172,7 +172,7 @@ function measureRate(entry: Entry, distance: number, now: number, bytes: number)
   entry.rates.push(entry.bytes / elapsed);
   if (entry.rates.length > RATE_ROUNDS) entry.rates.shift();
   // ssh2's window is the most any cap can be.
-  entry.cap = Math.min(MAX_WINDOW, Math.round(entry.base + IN_FLIGHT_GAIN * Math.max(...entry.rates) * distance));
+  entry.cap = Math.min(ssh2MaxWindow(), Math.round(entry.base + IN_FLIGHT_GAIN * Math.max(...entry.rates) * distance));
   entry.since = now;
   entry.bytes = 0;
 }

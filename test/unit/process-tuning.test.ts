@@ -21,3 +21,51 @@ test('by default: the padding pool and the GC settings, and applying twice is ha
   for (let i = 0; i < 2000; i++) total += Buffer.allocUnsafe(32 * 1024).length;
   expect(total).toBe(2000 * 32 * 1024);
 });
+
+test('ssh2 loads after the padding pool: its packets take their padding from the pool', async () => {
+  // ssh2 binds crypto.randomFillSync when its packet code loads; a module that loads ssh2
+  // at import time (as a window-size constant once did) leaves the pool unused.
+  const saved = crypto.randomFillSync;
+  const smallFills: number[] = [];
+  const spy = function randomFillSync(...args: unknown[]) {
+    if (typeof args[2] === 'number' && args[2] < 1024) smallFills.push(args[2]);
+    return (saved as (...a: unknown[]) => unknown).apply(crypto, args);
+  } as typeof crypto.randomFillSync;
+  crypto.randomFillSync = spy;
+  let ssh2!: typeof import('ssh2');
+  let tuning!: typeof import('../../src/transport/process-tuning');
+  try {
+    jest.isolateModules(() => {
+      tuning = require('../../src/transport/process-tuning');
+      tuning.installLibraryTuning();
+      ssh2 = require('ssh2');
+    });
+  } finally {
+    crypto.randomFillSync = saved;
+  }
+  // A real handshake and a few packets, in memory.
+  const hostKey = ssh2.utils.generateKeyPairSync('ed25519').private;
+  const server = new ssh2.Server({ hostKeys: [hostKey] }, (c) => {
+    c.on('authentication', (ctx) => ctx.accept());
+    c.on('ready', () => c.on('session', (accept) => accept().on('exec', (acc) => acc().end('done'))));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const client = new ssh2.Client();
+  try {
+    const out = await new Promise<string>((resolve, reject) => {
+      client.once('error', reject);
+      client.once('ready', () => client.exec('x', (err, ch) => {
+        if (err) return reject(err);
+        let text = '';
+        ch.on('data', (d: Buffer) => { text += d.toString(); });
+        ch.once('close', () => resolve(text));
+      }));
+      client.connect({ host: '127.0.0.1', port: (server.address() as { port: number }).port, username: 'u', password: 'p' });
+    });
+    expect(out).toBe('done');
+  } finally {
+    client.end();
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+  expect(smallFills).toEqual([]);
+});
