@@ -74,6 +74,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       if (open.kind === 'connect') return this.serveNamed(open.helper, open.target, accept, reject);
       // A probe (the broker timing this link) or a named open we cannot read: refuse at once.
       const err = open.kind === 'probe' ? new BrokerError('BRK_BAD_REQUEST', 'probe') : open.error;
+      if (open.kind === 'invalid') this.log.warn('refused a malformed stream request from the broker', { code: err.code, reason: err.message });
       rejectChannel(client, reject, toOpenFailure(err.code), `${err.code}: ${err.message}`);
     });
     client.on('error', (err) => this.log.debug('ssh error', { error: describeError(err) }));

@@ -71,7 +71,7 @@ export const Timeouts = {
  */
 export const NAMED_OPENS = process.env.BROKER_NAMED_OPENS !== '0';
 
-/** Pre-opened channels the broker keeps per device tunnel (BROKER_POOL_SIZE; 0 disables). */
+/** Pre-opened channels the broker keeps per device tunnel without named opens (BROKER_POOL_SIZE; 0 disables). */
 export const POOL_SIZE = Math.max(0, Math.min(32, Number(process.env.BROKER_POOL_SIZE ?? 8) || 0));
 
 /** Most pre-opened channels a pool grows to after bursts of connections (BROKER_POOL_MAX; at least POOL_SIZE). */
