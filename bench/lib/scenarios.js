@@ -392,7 +392,7 @@ async function wan(ctx, res) {
   const rtt = delay * 4; // two legs, each way
   res.note(`${delay} ms each way on the helper-broker leg and on the broker-device leg (user-space delay relays), ${rtt} ms end-to-end round trip; ${sizes.wanConns} sequential new connections, curl-like SOCKS (greeting, wait, CONNECT, wait, request); "RTT" columns = ms / ${rtt}; ` +
     `then a ${sizes.wanDownloadMiB} MiB download alone, one beside a connection that has been idle for ${WAN_SETTLE_MS / 1000} s, two of half the size at once, and an upload; ` +
-    `then ${sizes.wanBurst} new connections at once, twice 0.5 s apart (a web page; our pools grow after the first burst and shrink after ${WAN_POOL_DECAY_MS / 1000} s quiet here, 30 s by default)`);
+    `then ${sizes.wanBurst} new connections at once, twice 0.5 s apart (a web page; named opens need nothing pre-opened; with BROKER_NAMED_OPENS=0 our device pools grow after the first burst and shrink after ${WAN_POOL_DECAY_MS / 1000} s quiet here, 30 s by default)`);
   const wanDir = path.join(dir, 'wan');
   fs.mkdirSync(wanDir, { recursive: true });
   const targets = [];
