@@ -187,9 +187,8 @@ describe('an agent facing a hostile broker', () => {
       ['loopback on another port', 'remote-assist:connect:3:127.0.0.1', 22, 'BRK_POLICY_DENIED'],
       ['IPv6 loopback', 'remote-assist:connect:3:::1', 22, 'BRK_POLICY_DENIED'],
       ['localhost by name', 'remote-assist:connect:3:localhost', 22, 'BRK_POLICY_DENIED'],
+      // malformed ones: one per error code here; the parser's unit tests have the rest
       ['a host that is not a name', 'remote-assist:connect:3:a b', 80, 'BRK_BAD_TARGET'],
-      ['port 0', 'remote-assist:connect:3:127.0.0.1', 0, 'BRK_BAD_TARGET'],
-      ['no helper id', 'remote-assist:connect:127.0.0.1', 80, 'BRK_BAD_REQUEST'],
       ['an unknown verb', 'remote-assist:exec:rm -rf /', 0, 'BRK_BAD_REQUEST'],
     ])('%s: refused with the typed reason in the open failure, never dialled', async (_what, originAddr, port, code) => {
       const before = dialled.length;
