@@ -80,10 +80,10 @@ export class AgentLink {
     else this.startPool();
   }
 
-  /** Start keeping a few tunnel channels open, so a stream starts with its first write. */
-  startPool(size = POOL_SIZE, max = POOL_MAX): void {
-    if (size <= 0 || this.pool) return;
-    this.pool = new ChannelPool(() => this.openChannel('127.0.0.1', 0), size, { max, decayMs: POOL_DECAY_MS });
+  /** Keep a few tunnel channels open, so a SOCKS stream starts with its first write. */
+  private startPool(): void {
+    if (POOL_SIZE <= 0 || this.pool) return;
+    this.pool = new ChannelPool(() => this.openChannel('127.0.0.1', 0), POOL_SIZE, { max: POOL_MAX, decayMs: POOL_DECAY_MS });
     this.pool.fill();
   }
 
