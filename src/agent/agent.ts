@@ -8,9 +8,9 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Client, ClientChannel } from 'ssh2';
-import { BrokerError, describeError, toOpenFailure } from '../errors';
+import { BrokerError, describeError, OpenFailure, toOpenFailure } from '../errors';
 import { silentLogger, type Logger } from '../log';
-import { AGENT_FORWARD_ADDR, EXPOSE_COMMAND, EXPOSE_USER, NAMED_OPENS, PROTOCOL_VERSION, Timeouts } from '../protocol/constants';
+import { AGENT_FORWARD_ADDR, EXPOSE_COMMAND, EXPOSE_USER, Limits, NAMED_OPENS, PROTOCOL_VERSION, Timeouts } from '../protocol/constants';
 import { readControlEvents, type ControlEvent } from '../protocol/control';
 import { descriptorPolicy, type Descriptor } from '../protocol/descriptor';
 import { NAMED_OPEN_FEATURE, parseNamedOpen } from '../protocol/named-open';
@@ -29,6 +29,8 @@ export interface ExposeOptions {
   fingerprint?: string;
   knownBrokersFile?: string;
   dialTimeoutMs?: number;
+  /** Most streams the broker may have open or opening on this device at once (default Limits.channelsPerConnection). */
+  maxStreams?: number;
   log?: Logger;
 }
 
@@ -49,6 +51,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   private readonly log: Logger;
   private closed = false;
   private endedEmitted = false;
+  /** Streams open or being opened (a broker that floods the device is refused beyond maxStreams). */
+  private streams = 0;
   /** The session code, once the broker has created the session. */
   code: string | undefined;
 
@@ -69,6 +73,11 @@ export class Agent extends EventEmitter<AgentEvents> {
     });
     this.client = client;
     client.on('tcp connection', (info, accept, reject) => {
+      const max = this.opts.maxStreams ?? Limits.channelsPerConnection;
+      if (this.streams >= max) {
+        this.log.warn('refused a stream: too many at once from the broker', { max });
+        return rejectChannel(client, reject, OpenFailure.RESOURCE_SHORTAGE, `BRK_RATE_LIMITED: more than ${max} streams at once on this device`);
+      }
       const open = parseNamedOpen(info.srcIP, info.srcPort);
       if (open.kind === 'socks') return this.serve(accept(), info.srcPort);
       if (open.kind === 'connect') return this.serveNamed(open.helper, open.target, accept, reject);
@@ -134,6 +143,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private trackStream(helperId: number): { opened: (r: StreamReport) => void; closed: (r: StreamReport) => void } {
     let opened = Date.now();
     let helper = helperId;
+    this.streams++;
     return {
       opened: (r) => {
         opened = Date.now();
@@ -143,6 +153,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         this.emit('stream-opened', { helper, target, rep: r.rep, reason: r.reason });
       },
       closed: (r) => {
+        this.streams--;
         if (r.rep !== 0 || !r.target || !r.result) return;
         const ev = { helper, target: formatTarget(r.target), sent: r.result.bToA, received: r.result.aToB, durationMs: Date.now() - opened };
         this.log.debug('stream closed', ev);

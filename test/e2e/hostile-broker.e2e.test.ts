@@ -5,7 +5,8 @@
  * agent, which never dials them. Allowed destinations still work, and malformed
  * SOCKS bytes from the broker are answered and closed. The same holds for named
  * opens (the target in the open itself): forbidden or malformed ones are refused
- * with a typed reason before anything is dialled.
+ * with a typed reason before anything is dialled. A broker that opens more streams
+ * at once than the device allows is refused with BRK_RATE_LIMITED.
  */
 import net from 'node:net';
 import os from 'node:os';
@@ -13,7 +14,7 @@ import path from 'node:path';
 import fs from 'node:fs';
 import { Server, type Connection, type ServerChannel } from 'ssh2';
 import { Agent } from '../../src/agent/agent';
-import { toOpenFailure, type BrokerErrorCode } from '../../src/errors';
+import { OpenFailure, toOpenFailure, type BrokerErrorCode } from '../../src/errors';
 import { makeDescriptor } from '../../src/protocol/descriptor';
 import { announcesNamedOpens } from '../../src/protocol/named-open';
 import { encodeGreeting, encodeRequest } from '../../src/protocol/socks5';
@@ -209,5 +210,72 @@ describe('an agent facing a hostile broker', () => {
       expect(r.description).toMatch(/^BRK_CONN_REFUSED: 127\.0\.0\.1:\d+/);
       expect(r.reason).toBe(toOpenFailure('BRK_CONN_REFUSED'));
     });
+  });
+});
+
+describe('a broker that floods the device with streams', () => {
+  const MAX = 3;
+  let broker: FakeBroker;
+  let agent: Agent;
+  let target: net.Server;
+  let targetPort: number;
+  const held: net.Socket[] = [];
+  let kbDir: string;
+
+  beforeAll(async () => {
+    // A destination that keeps every connection open: streams to it stay open.
+    target = net.createServer((s) => { held.push(s); s.on('error', () => {}); });
+    await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
+    targetPort = (target.address() as net.AddressInfo).port;
+    broker = await startFakeBroker();
+    kbDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rab-hb-'));
+    agent = new Agent({
+      broker: `127.0.0.1:${broker.port}`,
+      descriptor: makeDescriptor({ allow: [`127.0.0.1:${targetPort}`] }),
+      knownBrokersFile: path.join(kbDir, 'known_brokers'),
+      maxStreams: MAX,
+    });
+    await agent.start();
+  }, 30_000);
+
+  afterAll(async () => {
+    agent.close();
+    await broker.close();
+    for (const s of held) s.destroy();
+    target.close();
+    fs.rmSync(kbDir, { recursive: true, force: true });
+  });
+
+  /** Open a stream as the broker would: the channel, or the open failure. */
+  function open(originAddr: string, originPort: number): Promise<ServerChannel | { reason?: number; description: string }> {
+    return Promise.all([broker.conn, broker.binding]).then(([conn, bind]) => new Promise((resolve) => {
+      conn.forwardOut(bind.addr, bind.port, originAddr, originPort, (err, ch) => {
+        if (!err) return resolve(ch);
+        const e = err as Error & { reason?: number };
+        resolve({ reason: e.reason, description: e.message.replace(/^\(SSH\) Channel open failure: /, '') });
+      });
+    }));
+  }
+
+  test(`beyond ${MAX} streams at once the agent refuses with BRK_RATE_LIMITED, and takes more once one closed`, async () => {
+    const named = `remote-assist:connect:5:127.0.0.1`;
+    const open3 = await Promise.all(Array.from({ length: MAX }, () => open(named, targetPort)));
+    const channels = open3.filter((x): x is ServerChannel => typeof (x as ServerChannel).write === 'function');
+    expect(channels).toHaveLength(MAX);
+
+    const refusal = { reason: OpenFailure.RESOURCE_SHORTAGE, description: `BRK_RATE_LIMITED: more than ${MAX} streams at once on this device` };
+    expect(await open(named, targetPort)).toEqual(refusal);
+    expect(await open('127.0.0.1', 1)).toEqual(refusal); // a SOCKS-path channel too
+
+    channels[0]!.destroy();
+    let again: Awaited<ReturnType<typeof open>> | undefined;
+    for (let i = 0; i < 50; i++) {
+      again = await open(named, targetPort);
+      if (typeof (again as ServerChannel).write === 'function') break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(typeof (again as ServerChannel).write).toBe('function');
+    (again as ServerChannel).destroy();
+    for (const ch of channels.slice(1)) ch.destroy();
   });
 });
