@@ -80,7 +80,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       }
       const open = parseNamedOpen(info.srcIP, info.srcPort);
       if (open.kind === 'socks') return this.serve(accept(), info.srcPort);
-      if (open.kind === 'connect') return this.serveNamed(open.helper, open.target, accept, reject);
+      if (open.kind === 'connect') return this.serveNamed(client, open.helper, open.target, accept, reject);
       // A probe (the broker timing this link) or a named open we cannot read: refuse at once.
       const err = open.kind === 'probe' ? new BrokerError('BRK_BAD_REQUEST', 'probe') : open.error;
       if (open.kind === 'invalid') this.log.warn('refused a malformed stream request from the broker', { code: err.code, reason: err.message });
@@ -127,11 +127,10 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   /** A named open: dial, then accept the channel or refuse it with the exact outcome. */
-  private serveNamed(helper: number, target: Target, accept: () => ClientChannel, reject: () => void): void {
+  private serveNamed(client: Client, helper: number, target: Target, accept: () => ClientChannel, reject: () => void): void {
     const track = this.trackStream(helper);
-    const client = this.client;
     void serveNamedOpen(helper, target, () => (this.closed ? undefined : accept()), (err) => {
-      if (client && !this.closed) rejectChannel(client, reject, toOpenFailure(err.code), `${err.code}: ${err.message}`);
+      if (!this.closed) rejectChannel(client, reject, toOpenFailure(err.code), `${err.code}: ${err.message}`);
     }, {
       policy: this.policy,
       timeoutMs: this.opts.dialTimeoutMs ?? Timeouts.dial,

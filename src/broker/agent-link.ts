@@ -14,8 +14,9 @@ import { POOL_DECAY_MS, POOL_MAX, POOL_SIZE } from '../protocol/constants';
 import { encodeNamedOpen, encodeProbe } from '../protocol/named-open';
 import { requestSocksConnect, type SocksConnectReply } from '../protocol/socks-handshake';
 import { helperLabel } from '../protocol/socks-auth';
+import { UNKNOWN_BOUND } from '../protocol/socks5';
 import { ChannelPool } from '../transport/channel-pool';
-import { openFailureError } from '../transport/open-failure';
+import { awaitNamedOpen } from '../transport/open-failure';
 import { capReceiveWindow, markStreamInUse, noteRoundTrip } from '../transport/stream-window';
 import { formatTarget, type Target } from '../protocol/target';
 
@@ -31,8 +32,6 @@ export interface StreamOrigin {
   address: string;
 }
 
-/** A named open's confirmation does not say where the device connected from. */
-const UNKNOWN_BOUND = Object.freeze({ host: '0.0.0.0', port: 0 });
 /** Probes sent when the session starts (the fastest one counts: the first may meet a cold device). */
 const INITIAL_PROBES = 3;
 /** While streams open, the device leg is probed again at most this often. */
@@ -106,7 +105,9 @@ export class AgentLink {
       return { ...reply, channel };
     } catch (err) {
       channel.destroy();
-      if (err instanceof BrokerError && err.code === 'BRK_TIMEOUT') throw this.timedOut(target);
+      if (err instanceof BrokerError && err.code === 'BRK_TIMEOUT') {
+        throw new BrokerError('BRK_TIMEOUT', `${formatTarget(target)}: the device did not answer within ${this.handshakeTimeoutMs} ms`);
+      }
       throw err instanceof BrokerError ? err : new BrokerError('BRK_INTERNAL', describeError(err), { cause: err });
     }
   }
@@ -133,33 +134,13 @@ export class AgentLink {
   }
 
   /** The device dials `target` before it confirms; a refusal carries its exact outcome. */
-  private openNamed(target: Target, helperId: number): Promise<AgentStream> {
+  private async openNamed(target: Target, helperId: number): Promise<AgentStream> {
     if (Date.now() - this.lastProbe >= PROBE_INTERVAL_MS) this.probe(1);
     const { originAddr, originPort } = encodeNamedOpen(target, helperId);
-    return new Promise<AgentStream>((resolve, reject) => {
-      let settled = false;
-      const timer = setTimeout(() => {
-        settled = true;
-        reject(this.timedOut(target));
-      }, this.handshakeTimeoutMs);
-      timer.unref();
-      this.forwardOut(originAddr, originPort).then(
-        (channel) => {
-          // A confirmation after the deadline: the helper was already told; close the stream.
-          if (settled) return void channel.destroy();
-          settled = true;
-          clearTimeout(timer);
-          markStreamInUse(channel);
-          resolve({ rep: 0, reason: 'succeeded', bound: UNKNOWN_BOUND, channel });
-        },
-        (err: unknown) => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(timer);
-          reject(err instanceof BrokerError ? err : openFailureError(err, target, 'the device'));
-        },
-      );
-    });
+    const channel = await awaitNamedOpen(() => this.forwardOut(originAddr, originPort), target, { timeoutMs: this.handshakeTimeoutMs, peer: 'the device' });
+    markStreamInUse(channel);
+    // A named open's confirmation does not say where the device connected from.
+    return { rep: 0, reason: 'succeeded', bound: UNKNOWN_BOUND, channel };
   }
 
   /**
@@ -193,10 +174,6 @@ export class AgentLink {
         resolve(ch);
       });
     });
-  }
-
-  private timedOut(target: Target): BrokerError {
-    return new BrokerError('BRK_TIMEOUT', `${formatTarget(target)}: the device did not answer within ${this.handshakeTimeoutMs} ms`);
   }
 }
 

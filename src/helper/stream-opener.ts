@@ -17,11 +17,10 @@
  */
 import type { Duplex } from 'node:stream';
 import type { Client, ClientChannel } from 'ssh2';
-import { BrokerError } from '../errors';
 import { Timeouts } from '../protocol/constants';
+import { UNKNOWN_BOUND } from '../protocol/socks5';
 import type { Target } from '../protocol/target';
-import { formatTarget } from '../protocol/target';
-import { openFailureError } from '../transport/open-failure';
+import { awaitNamedOpen } from '../transport/open-failure';
 
 /** A connected stream plus the address the device connected from. */
 export interface OpenedStream {
@@ -35,36 +34,15 @@ export interface StreamOpener {
   open(target: Target, signal?: AbortSignal): Promise<OpenedStream>;
 }
 
-const UNKNOWN_BOUND = Object.freeze({ host: '0.0.0.0', port: 0 });
-
 /** StreamOpener over an SSH connection to the broker. */
 export class SshStreamOpener implements StreamOpener {
   constructor(private readonly client: Client, private readonly timeoutMs = Timeouts.socksHandshake + Timeouts.dial + 2000) {}
 
   open(target: Target, signal?: AbortSignal): Promise<OpenedStream> {
-    return new Promise<OpenedStream>((resolve, reject) => {
-      let settled = false;
-      const settle = (fn: () => void): boolean => {
-        if (settled) return false;
-        settled = true;
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-        fn();
-        return true;
-      };
-      const onAbort = () => settle(() => {
-        const reason: unknown = signal?.reason;
-        reject(reason instanceof BrokerError ? reason : new BrokerError('BRK_INTERNAL', `${formatTarget(target)}: aborted`, { cause: reason }));
-      });
-      const timer = setTimeout(() => settle(() => {
-        reject(new BrokerError('BRK_TIMEOUT', `${formatTarget(target)}: the broker did not answer within ${this.timeoutMs} ms`));
-      }), this.timeoutMs);
-      if (signal?.aborted) return onAbort();
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.client.forwardOut('127.0.0.1', 0, target.host, target.port, (err: Error | undefined, ch: ClientChannel) => {
-        // A channel that arrives after the caller gave up is closed at once.
-        if (!settle(() => (err ? reject(openFailureError(err, target)) : resolve({ stream: ch, bound: UNKNOWN_BOUND })))) ch?.destroy();
-      });
+    const opened = () => new Promise<ClientChannel>((resolve, reject) => {
+      this.client.forwardOut('127.0.0.1', 0, target.host, target.port, (err: Error | undefined, ch: ClientChannel) => (err ? reject(err) : resolve(ch)));
     });
+    return awaitNamedOpen(opened, target, { timeoutMs: this.timeoutMs, peer: 'the broker', signal })
+      .then((ch) => ({ stream: ch, bound: UNKNOWN_BOUND }));
   }
 }

@@ -92,6 +92,9 @@ export interface SocksBound {
   port: number;
 }
 
+/** The bound address of a reply whose path does not carry one: 0.0.0.0:0. */
+export const UNKNOWN_BOUND: SocksBound = Object.freeze({ host: '0.0.0.0', port: 0 });
+
 const NEED_MORE: { state: 'need-more' } = Object.freeze({ state: 'need-more' }) as { state: 'need-more' };
 
 function hex(byte: number): string {
@@ -281,7 +284,7 @@ export function encodeRequest(target: Target, command: number = SocksCommand.CON
  * An IPv4/IPv6 literal is sent as ATYP 1/4, anything else as a domain (ATYP 3,
  * at most 255 bytes).
  */
-export function encodeReply(rep: number, bound: SocksBound = { host: '0.0.0.0', port: 0 }): Buffer {
+export function encodeReply(rep: number, bound: SocksBound = UNKNOWN_BOUND): Buffer {
   checkByte(rep, 'SOCKS reply: REP');
   const port = bound.port;
   if (!Number.isInteger(port) || port < 0 || port > 65535) {

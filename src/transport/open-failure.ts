@@ -11,8 +11,11 @@
  * shape, it falls back to a plain `reject()`.
  *
  * Receiving: `openFailureError` turns such a failure back into the typed error it
- * describes (the broker's refusals on a helper's leg, the device's on the device leg).
+ * describes (the broker's refusals on a helper's leg, the device's on the device leg),
+ * and `awaitNamedOpen` waits for an open that names its target, as both legs send
+ * them, with a deadline.
  */
+import type { Duplex } from 'node:stream';
 import type { Client, Connection } from 'ssh2';
 import { BrokerError, describeError, isBrokerErrorCode, OpenFailure, type OpenFailureReason } from '../errors';
 import { formatTarget, type Target } from '../protocol/target';
@@ -50,4 +53,43 @@ export function openFailureError(err: unknown, target: Target, peer = 'the broke
   if (e.reason === OpenFailure.ADMINISTRATIVELY_PROHIBITED) return new BrokerError('BRK_POLICY_DENIED', `${label}: ${peer} refused the stream${text ? ` (${text})` : ''}`, { cause: err });
   if (e.reason === OpenFailure.RESOURCE_SHORTAGE) return new BrokerError('BRK_RATE_LIMITED', `${label}: ${peer} is out of resources${text ? ` (${text})` : ''}`, { cause: err });
   return new BrokerError('BRK_INTERNAL', `${label}: ${peer} could not open a stream: ${text || 'no reason given'}`, { cause: err });
+}
+
+/**
+ * Wait for a channel open that names `target` (`open()` starts it): the channel once
+ * `peer` confirmed it, else the typed error of its refusal (a BrokerError from
+ * `open()` passes as it is), BRK_TIMEOUT after `timeoutMs`, or the abort reason. A
+ * channel confirmed after the caller stopped waiting is closed at once.
+ */
+export function awaitNamedOpen<T extends Duplex>(
+  open: () => Promise<T>,
+  target: Target,
+  opts: { timeoutMs: number; peer: string; signal?: AbortSignal },
+): Promise<T> {
+  const { signal } = opts;
+  return new Promise<T>((resolve, reject) => {
+    let settled = false;
+    const settle = (fn: () => void): boolean => {
+      if (settled) return false;
+      settled = true;
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      fn();
+      return true;
+    };
+    const onAbort = () => settle(() => {
+      const reason: unknown = signal?.reason;
+      reject(reason instanceof BrokerError ? reason : new BrokerError('BRK_INTERNAL', `${formatTarget(target)}: aborted`, { cause: reason }));
+    });
+    const timer = setTimeout(() => settle(() => {
+      reject(new BrokerError('BRK_TIMEOUT', `${formatTarget(target)}: ${opts.peer} did not answer within ${opts.timeoutMs} ms`));
+    }), opts.timeoutMs);
+    timer.unref();
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    open().then(
+      (ch) => { if (!settle(() => resolve(ch))) ch.destroy(); },
+      (err: unknown) => { settle(() => reject(err instanceof BrokerError ? err : openFailureError(err, target, opts.peer))); },
+    );
+  });
 }

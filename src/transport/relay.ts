@@ -133,8 +133,8 @@ function pump(src: Duplex, dst: Duplex): Pump {
   };
   src.on('data', (chunk: Buffer) => {
     p.bytes += chunk.length;
-    if (dst.destroyed || dst.writableEnded) return;
     if (deferred || (deferFrom > 0 && chunk.length >= deferFrom)) {
+      if (dst.destroyed || dst.writableEnded) return;
       if (!deferred) {
         deferred = [];
         setImmediate(() => p.flush());
