@@ -25,12 +25,17 @@
  *             build=DIR    run this variant from another build: a snapshot made
  *                          with --snapshot (default: this checkout's bin/ and dist/)
  * Options   --repeats N (5)  --streams N (1)  --mib N (256)  --count N (2000)  --conns N (200)
+ *           --settle MS (300)  how long A downloads before B starts (fairness)
+ *           --link MBIT,MS   every chain's helpers and device reach its broker through
+ *                            a link of MBIT Mbit/s each way per connection and MS ms
+ *                            each way (bench/lib/delay-relay.js): a slow uplink
  *           --snapshot DIR   copy this checkout's current build to DIR and exit
  *           --help
  *
  * Examples: node bench/ab.js download --streams 8 '' BROKER_STREAM_WINDOW=0
  *           node bench/ab.js --snapshot /tmp/before   (then change src/, npm run build)
  *           node bench/ab.js connections build=/tmp/before ''
+ *           node bench/ab.js fairness --link 10,10 --settle 3000 --count 20 build=/tmp/before ''
  * Needs dist/ (npm run build). Traffic stays on 127.0.0.1.
  */
 const path = require('node:path');
@@ -91,7 +96,7 @@ async function fairness(chain, o) {
   let release;
   const held = new Promise((r) => { release = r; });
   const download = client.bulkUntilStopped({ socks: chain.socks, target: o.target }, () => held);
-  await new Promise((r) => setTimeout(r, 300)); // let A's download reach speed
+  await new Promise((r) => setTimeout(r, o.settle)); // let A's download reach speed
   const b = await client.tinyLatency({ socks: chain.socksB, target: o.target, persistent: o.count, fresh: Math.max(10, Math.round(o.count / 7)), deadlineMs: 60_000 });
   release();
   const a = await download;
@@ -105,11 +110,11 @@ function fmt(v) {
 
 async function main() {
   // Hand-parsed: a variant may itself start with "--" (a node flag), which a generic parser would reject.
-  const opts = { repeats: '5', streams: '1', mib: '256', count: '2000', conns: '200', snapshot: undefined, help: false };
+  const opts = { repeats: '5', streams: '1', mib: '256', count: '2000', conns: '200', settle: '300', link: undefined, snapshot: undefined, help: false };
   const positionals = [];
   const argv = process.argv.slice(2);
   for (let i = 0; i < argv.length; i++) {
-    const m = /^--(repeats|streams|mib|count|conns|snapshot)(?:=(.*))?$/.exec(argv[i]);
+    const m = /^--(repeats|streams|mib|count|conns|settle|link|snapshot)(?:=(.*))?$/.exec(argv[i]);
     if (m) opts[m[1]] = m[2] ?? argv[++i];
     else if (argv[i] === '--help' || argv[i] === '-h') opts.help = true;
     else positionals.push(argv[i]);
@@ -127,8 +132,10 @@ async function main() {
     process.exit(opts.help ? 0 : 2);
   }
   const scenario = SCENARIOS[name];
-  const o = { repeats: Number(opts.repeats), streams: Number(opts.streams), mib: Number(opts.mib), count: Number(opts.count), conns: Number(opts.conns) };
+  const o = { repeats: Number(opts.repeats), streams: Number(opts.streams), mib: Number(opts.mib), count: Number(opts.count), conns: Number(opts.conns), settle: Number(opts.settle) };
   for (const [k, v] of Object.entries(o)) if (!Number.isInteger(v) || v < 1) throw new Error(`--${k} must be a positive integer`);
+  const link = opts.link === undefined ? undefined : opts.link.split(',').map(Number);
+  if (link && !(link.length === 2 && link[0] > 0 && link[1] >= 0)) throw new Error('--link needs MBIT,MS (e.g. 10,10)');
   const variants = variantArgs.map(parseVariant);
   if (!isRunnableCode(ROOT)) throw new Error('dist/ is missing: run npm run build first');
 
@@ -138,7 +145,16 @@ async function main() {
   const chains = [];
   for (const [i, v] of variants.entries()) {
     process.env.BENCH_CODE_DIR = v.build; // read by ours.js when it spawns this chain
-    chains.push(await ours.startChain(path.join(dir, String(i)), o.target, { helpers: scenario.helpers, env: v.env, nodeArgs: () => v.nodeArgs }));
+    const chainDir = path.join(dir, String(i));
+    const chainOpts = { helpers: scenario.helpers, env: v.env, nodeArgs: () => v.nodeArgs };
+    if (link) {
+      // Its own broker, reached through the link relay by the helpers and the device.
+      const broker = await ours.startBroker(chainDir, { nodeArgs: v.nodeArgs, env: v.env });
+      const relay = procs.startNode(path.join(__dirname, 'lib', 'delay-relay.js'), [String(link[1]), `${broker.port},${broker.port}`, String((link[0] * 1e6) / 8)], { name: `link-relay-${i}`, logFile: path.join(dir, `relay-${i}.log`) });
+      const ports = await new Promise((resolve) => relay.once('message', (m) => resolve(m.ports)));
+      Object.assign(chainOpts, { broker, helperAddress: `127.0.0.1:${ports[0]}`, deviceAddress: `127.0.0.1:${ports[1]}` });
+    }
+    chains.push(await ours.startChain(chainDir, o.target, chainOpts));
   }
   const results = variants.map(() => ({ runs: [], cpu: {} }));
   for (let rep = 0; rep < o.repeats; rep++) {

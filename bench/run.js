@@ -33,6 +33,7 @@ const TITLES = {
   fairness: 'fairness (helper B tiny requests while helper A downloads through the same device)',
   memory: 'memory (server memory per idle session and per open stream)',
   wan: 'emulated WAN (10 ms each way on both legs; time to greeting, success, first byte; downloads alone, beside an idle connection and two at once; an upload; bursts)',
+  slowlink: 'slow link (10 Mbit/s each way per connection, 10 ms each way per leg): helper B\'s tiny requests and new connections while helper A downloads',
   httpfront: 'HTTP proxy front-end vs SOCKS front-end (small keep-alive requests)',
 };
 
@@ -66,19 +67,21 @@ function sizesFor(o) {
     bulkBytes: 1024 ** 3, connCount: 2000, connWarmup: 2000, concConns: 200, concReqs: 20, idleStreams: 2000,
     fairPersistent: 2000, fairFresh: 300, memSessions: 1000, osshSessions: 200, memStreams: 1000,
     wanConns: 40, wanDelayMs: 10, wanDownloadMiB: 32, wanBurst: 16,
+    slowRateMbit: 10, slowDelayMs: 10, slowSettleMs: 3000, slowPersistent: 10, slowFresh: 4,
     httpRequests: 1000,
-    repeats: { bulk: 3, connections: 3, concurrency: 3, fairness: 2, wan: 1, httpfront: 5 },
+    repeats: { bulk: 3, connections: 3, concurrency: 3, fairness: 2, wan: 1, slowlink: 2, httpfront: 5 },
     jobCapMs: 120_000,
-    budgetS: { bulk: 900, connections: 450, concurrency: 600, fairness: 400, memory: 400, wan: 300, httpfront: 200 },
+    budgetS: { bulk: 900, connections: 450, concurrency: 600, fairness: 400, memory: 400, wan: 300, slowlink: 300, httpfront: 200 },
   };
   const quick = {
     bulkBytes: 64 * 1024 ** 2, connCount: 200, connWarmup: 100, concConns: 50, concReqs: 10, idleStreams: 200,
     fairPersistent: 200, fairFresh: 30, memSessions: 100, osshSessions: 20, memStreams: 200,
     wanConns: 10, wanDelayMs: 10, wanDownloadMiB: 4, wanBurst: 8,
+    slowRateMbit: 10, slowDelayMs: 10, slowSettleMs: 1000, slowPersistent: 3, slowFresh: 1,
     httpRequests: 200,
-    repeats: { bulk: 1, connections: 1, concurrency: 1, fairness: 1, wan: 1, httpfront: 2 },
+    repeats: { bulk: 1, connections: 1, concurrency: 1, fairness: 1, wan: 1, slowlink: 1, httpfront: 2 },
     jobCapMs: 20_000,
-    budgetS: { bulk: 40, connections: 25, concurrency: 30, fairness: 30, memory: 40, wan: 30, httpfront: 30 },
+    budgetS: { bulk: 40, connections: 25, concurrency: 30, fairness: 30, memory: 40, wan: 30, slowlink: 60, httpfront: 30 },
   };
   const s = o.quick ? quick : full;
   if (o.repeats) for (const k of Object.keys(s.repeats)) s.repeats[k] = o.repeats;

@@ -4,11 +4,20 @@
  * forwards every chunk, in order, after a fixed one-way delay, in both
  * directions. EOF and resets are delayed the same way. Loopback only.
  *
- * Usage (forked with IPC): node delay-relay.js DELAY_MS TARGET_PORT[,TARGET_PORT...]
+ * With a rate, each direction of each relayed connection is also a link of that
+ * bandwidth (a slow uplink): chunks leave one after another at the rate, then
+ * travel the delay. What waits to be sent is queued here, up to LINK_QUEUE bytes;
+ * beyond that the relay stops reading, and the sender's TCP buffers fill as they
+ * would in front of a real modem.
+ *
+ * Usage (forked with IPC): node delay-relay.js DELAY_MS TARGET_PORT[,TARGET_PORT...] [RATE_BYTES_PER_S]
  * Listens on one free 127.0.0.1 port per target and sends {ports:[...]} over IPC.
  * Timers with equal durations fire in insertion order in Node, so ordering holds.
  */
 const net = require('node:net');
+
+/** Bytes a rate-limited direction queues before it stops reading its source. */
+const LINK_QUEUE = 256 * 1024;
 
 function delayedPipe(from, to, delayMs) {
   from.on('data', (chunk) => {
@@ -17,7 +26,47 @@ function delayedPipe(from, to, delayMs) {
   from.on('end', () => setTimeout(() => { if (!to.destroyed) to.end(); }, delayMs));
 }
 
-function relayServer(targetPort, delayMs) {
+/** `from` → `to` through a link of `rate` bytes/s and `delayMs` one way: one timer, chunks in order. */
+function linkPipe(from, to, delayMs, rate) {
+  const queue = []; // { at, data } or { at, end: true }, in order of delivery
+  let timer = null;
+  let linkFreeAt = 0; // when the link has sent everything queued so far
+  let resumeTimer = null;
+  const deliver = () => {
+    timer = null;
+    const now = performance.now();
+    while (queue.length && queue[0].at <= now + 0.3) {
+      const item = queue.shift();
+      if (item.end) {
+        if (!to.destroyed) to.end();
+      } else if (!to.destroyed) to.write(item.data);
+    }
+    if (queue.length) timer = setTimeout(deliver, Math.max(0, queue[0].at - performance.now()));
+  };
+  const enqueue = (item, bytes) => {
+    const now = performance.now();
+    linkFreeAt = Math.max(now, linkFreeAt) + (bytes / rate) * 1000;
+    item.at = linkFreeAt + delayMs;
+    queue.push(item);
+    if (!timer) timer = setTimeout(deliver, Math.max(0, queue[0].at - now));
+  };
+  from.on('data', (data) => {
+    enqueue({ data }, data.length);
+    // What waits to be sent (not what is on its way): stop reading beyond LINK_QUEUE,
+    // and read again once half of it has been sent.
+    const now = performance.now();
+    if (resumeTimer || ((linkFreeAt - now) * rate) / 1000 <= LINK_QUEUE) return;
+    from.pause();
+    resumeTimer = setTimeout(() => {
+      resumeTimer = null;
+      if (!from.readableEnded) from.resume();
+    }, Math.max(0, linkFreeAt - ((LINK_QUEUE / 2) / rate) * 1000 - now));
+  });
+  from.on('end', () => enqueue({ end: true }, 0));
+}
+
+function relayServer(targetPort, delayMs, rate = 0) {
+  const pipe = rate > 0 ? (from, to) => linkPipe(from, to, delayMs, rate) : (from, to) => delayedPipe(from, to, delayMs);
   const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (client) => {
     client.setNoDelay(true);
     client.pause();
@@ -28,8 +77,8 @@ function relayServer(targetPort, delayMs) {
       upstream.setNoDelay(true);
       upstream.once('connect', () => {
         setTimeout(() => {
-          delayedPipe(client, upstream, delayMs);
-          delayedPipe(upstream, client, delayMs);
+          pipe(client, upstream);
+          pipe(upstream, client);
           client.resume();
         }, 0);
       });
@@ -46,7 +95,8 @@ function relayServer(targetPort, delayMs) {
 if (require.main === module) {
   const delayMs = Number(process.argv[2]);
   const targets = String(process.argv[3]).split(',').map(Number);
-  Promise.all(targets.map((t) => relayServer(t, delayMs))).then((ports) => {
+  const rate = Number(process.argv[4] ?? 0) || 0;
+  Promise.all(targets.map((t) => relayServer(t, delayMs, rate))).then((ports) => {
     process.send({ ports });
   });
   process.on('disconnect', () => process.exit(0));

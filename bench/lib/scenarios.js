@@ -461,6 +461,74 @@ async function wan(ctx, res) {
   }
 }
 
+/**
+ * Fairness over a slow link: every relayed connection is a link of `slowRateMbit`
+ * each way with `slowDelayMs` one way per leg (a device on a 10 Mbit/s uplink).
+ * What one download keeps in flight beyond the link's bandwidth-delay product
+ * waits in the link's queue, and every other stream's reply waits behind it.
+ */
+async function slowlink(ctx, res) {
+  const { sizes, dir } = ctx;
+  const delay = sizes.slowDelayMs;
+  const rate = (sizes.slowRateMbit * 1e6) / 8;
+  res.note(`every relayed connection limited to ${sizes.slowRateMbit} Mbit/s (${(rate / MiB).toFixed(2)} MiB/s) each way, ${delay} ms each way on the helper-broker and broker-device legs (user-space relays; what waits for a link queues in the relay, then in the sender's TCP buffers); ` +
+    `helper A downloads without pause; after ${sizes.slowSettleMs / 1000} s helper B makes ${sizes.slowPersistent} tiny requests on one connection, then ${sizes.slowFresh} new connections with one request each (time to the response, SOCKS included)`);
+  const slowDir = path.join(dir, 'slowlink');
+  fs.mkdirSync(slowDir, { recursive: true });
+  const targets = [];
+  if (ctx.sshd) targets.push(ctx.sshd.port, ctx.sshd.port);
+  const broker = await ours.startBroker(slowDir, { name: 'broker-slow' });
+  targets.push(broker.port, broker.port);
+  const relay = procs.startNode(path.join(__dirname, 'delay-relay.js'), [String(delay), targets.join(','), String(rate)], { name: 'link-relay', logFile: path.join(slowDir, 'relay.log') });
+  const ports = await new Promise((resolve, reject) => {
+    relay.once('message', (m) => resolve(m.ports));
+    relay.once('exit', (c) => reject(new Error(`link relay exited (${c})`)));
+  });
+  const chains = [];
+  const budget = new Budget(sizes.budgetS.slowlink);
+  try {
+    if (ctx.sshd) {
+      for (const variant of ['N', 'tt']) {
+        ctx.log(`slowlink: starting OpenSSH (${variant}) chain through the link relays`);
+        try {
+          chains.push(await ossh.startChain(ctx.sshd, ctx.target, { variant, helpers: 2, helperPort: ports[0], devicePort: ports[1] }));
+        } catch (err) {
+          res.error(`openssh-${variant}: ${err.message}`);
+        }
+      }
+    }
+    const ob = ctx.sshd ? 2 : 0;
+    ctx.log('slowlink: starting our chain through the link relays');
+    chains.push(await ours.startChain(slowDir, ctx.target, { broker, helpers: 2, helperAddress: `127.0.0.1:${ports[ob]}`, deviceAddress: `127.0.0.1:${ports[ob + 1]}`, tag: '-slow' }));
+    await eachRun({ reps: sizes.repeats.slowlink, items: (rep) => rotated(chains, rep), budget, res, label: (v) => v.name }, async (v, rep) => {
+      ctx.log(`slowlink: helper B while helper A downloads via ${v.name} (run ${rep + 1}/${sizes.repeats.slowlink})`);
+      const a = startJob('bulkUntilStopped', { socks: v.socks, target: ctx.target }, { hardTimeoutMs: sizes.jobCapMs * 2 + 120_000 });
+      await Promise.race([a.held, a.done]);
+      await sleep(sizes.slowSettleMs);
+      let b;
+      try {
+        b = await runJob('tinyLatency', { socks: v.socksB, target: ctx.target, persistent: sizes.slowPersistent, fresh: sizes.slowFresh, deadlineMs: budget.jobMs(sizes.jobCapMs) }, { hardTimeoutMs: sizes.jobCapMs + 60_000 });
+      } finally {
+        a.release();
+      }
+      const ar = await a.done;
+      if (b.partial) res.partial(`${v.name}: helper B made ${b.persistent.n}/${sizes.slowPersistent} requests and ${b.fresh.n}/${sizes.slowFresh} connections in time`);
+      if (b.errors) res.error(`${v.name}: helper B had ${b.errors} errors (first: ${b.firstError})`);
+      res.add('B same-connection p50, A downloading', 'ms', 'lower', v.name, b.persistent.p50);
+      res.add('B same-connection worst, A downloading', 'ms', 'lower', v.name, b.persistent.max);
+      res.add('B new connection to response p50, A downloading', 'ms', 'lower', v.name, b.fresh.p50);
+      res.add('B new connection to response worst, A downloading', 'ms', 'lower', v.name, b.fresh.max);
+      res.add('A download while B runs', 'MiB/s', 'higher', v.name, ar.MiBps);
+      res.raw({ variant: v.name, rep, b, a: ar });
+      await sleep(1000); // let the links' queues drain before the next chain
+    });
+  } finally {
+    for (const c of chains) await c.close();
+    await procs.stop(relay);
+    await procs.stop(broker.child);
+  }
+}
+
 /** How long the idle connection stays quiet before the download beside it (longer than the cap's 2 s hold). */
 const WAN_SETTLE_MS = 2500;
 /** Our pools' BROKER_POOL_DECAY_MS on the WAN chain (bursts are 0.5 s apart, well inside it). */
@@ -507,5 +575,5 @@ async function httpfront(ctx, res) {
   }
 }
 
-const SCENARIOS = { bulk, connections, concurrency, fairness, memory, wan, httpfront };
+const SCENARIOS = { bulk, connections, concurrency, fairness, memory, wan, slowlink, httpfront };
 module.exports = { SCENARIOS, measured, rotated, nowMs };
