@@ -17,7 +17,7 @@ import { helperLabel } from '../protocol/socks-auth';
 import { UNKNOWN_BOUND } from '../protocol/socks5';
 import { ChannelPool } from '../transport/channel-pool';
 import { awaitNamedOpen } from '../transport/open-failure';
-import { capReceiveWindow, markStreamInUse, noteRoundTrip } from '../transport/stream-window';
+import { capReceiveWindow, markStreamInUse, noteRoundTrip, openWithStreamWindow } from '../transport/stream-window';
 import { formatTarget, type Target } from '../protocol/target';
 
 /** Result of asking the device to connect somewhere. */
@@ -167,12 +167,13 @@ export class AgentLink {
     const binding = this.binding;
     if (!binding || this.closed) return Promise.reject(offline());
     return new Promise<ServerChannel>((resolve, reject) => {
-      this.conn.forwardOut(binding.addr, binding.port, originAddr, originPort, (err, ch) => {
+      // Downloads flow device → broker: keep one stream from filling this connection's buffers,
+      // from its opening window on.
+      openWithStreamWindow(this.conn, () => this.conn.forwardOut(binding.addr, binding.port, originAddr, originPort, (err, ch) => {
         if (err) return reject(err);
-        // Downloads flow device → broker: keep one stream from filling this connection's buffers.
         capReceiveWindow(ch);
         resolve(ch);
-      });
+      }));
     });
   }
 }

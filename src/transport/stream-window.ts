@@ -1,5 +1,6 @@
 /**
- * A smaller receive window for tunnel streams while they share their connection.
+ * Receive windows for tunnel streams that keep queues short: a cap while streams share
+ * their connection, and a window sized by time (not ssh2's 2 MiB) while one is alone.
  *
  * ssh2 grants every channel a fixed 2 MiB window. When the broker is the slowest
  * stage of a download, up to 2 MiB of that stream waits in the kernel buffers of
@@ -17,8 +18,18 @@
  * `SHARED_HOLD_MS`, counting streams that closed since. An idle keep-alive
  * connection (browsers keep several) does not cap a download; a helper who
  * clicks in a web page, or another download, does, and the cap then holds
- * between clicks. A stream alone gets ssh2's full window; once another becomes
- * active, its credit drains to the cap within one window.
+ * between clicks. Once another stream becomes active, a stream's credit drains to
+ * the cap within one window.
+ *
+ * That one window must not be ssh2's 2 MiB on a slow link: when the next stream
+ * arrives, a download alone has already been granted it, and on a 10 Mbit/s device
+ * uplink 2 MiB takes 1.7 s to drain, which the next stream's first reply waits
+ * behind (OpenSSH's chain waits so on every request). So a stream alone is held to
+ * `cap + 2 × rate × (distance + ALONE_SLACK_MS)`, by time rather than bytes: on
+ * loopback that is ssh2's whole window, on a slow link about twice the cap. And a
+ * new stream opens with such a window (`openWithStreamWindow`; the cap when the
+ * connection has delivered nothing lately), not with 2 MiB that a download would
+ * put in the link's queue before its first adjust.
  *
  * Over a long device link the cap would throttle a stream for no one's benefit:
  * data in flight on the wire delays no other stream, only data queued at the
@@ -38,15 +49,18 @@
  * gets anyway), at the expense of its own session's other streams only.
  *
  * How: ssh2 re-grants by adding to `incoming.window` and then calling the
- * protocol's `channelWindowAdjust(id, amount)`. While shared we shrink that amount
- * so the peer's credit never exceeds `cap` (keeping ssh2's accounting equal to
- * what the peer was really granted), and re-grant only once half the cap is spent
- * (one adjust per cap/2 bytes, not one per packet). While shared the channel's
+ * protocol's `channelWindowAdjust(id, amount)`. We shrink that amount so the peer's
+ * credit never exceeds the cap (or the window alone; keeping ssh2's accounting
+ * equal to what the peer was really granted), and re-grant only once part of it is
+ * spent (one adjust per cap/2 bytes, not one per packet). While shared the channel's
  * readable buffer is also lowered to `cap`, so what we hold for a paused stream
  * stays within its window; alone it keeps ssh2's 2 MiB, which lets the broker
  * absorb a stall on the helper's leg (over a WAN: 56 -> 65 MiB/s, one download).
  * Activity is seen by wrapping the channel's `push()`, which ssh2 calls once per
- * incoming data packet. If ssh2's internals differ from what this expects,
+ * incoming data packet. A channel's opening window is set by wrapping the
+ * protocol's `forwardedTcpip()` for one call, which records how much less than
+ * ssh2's 2 MiB was announced; `capReceiveWindow` takes that off ssh2's view when
+ * the open is confirmed. If ssh2's internals differ from what this expects,
  * nothing is changed.
  */
 import type { Duplex } from 'node:stream';
@@ -80,9 +94,30 @@ const IN_FLIGHT_GAIN = 2;
 const RATE_ROUNDS = 3;
 /** A stream quiet for this many round trips starts measuring its rate afresh. */
 const RATE_GAP_RTTS = 4;
+/**
+ * Rates are measured over one round trip of the device leg, but at least this long
+ * (on loopback and LANs the round trip is shorter than the clock's resolution).
+ */
+const RATE_MIN_PERIOD_MS = 5;
+/**
+ * A stream alone may have in flight twice what it delivers in the device leg's round
+ * trip plus this long: `cap + 2 × rate × (distance + ALONE_SLACK_MS)`. On loopback
+ * (500 KB/ms) that is ssh2's whole window, so a download alone moves as fast as with
+ * it; on a 10 Mbit/s uplink (1.25 KB/ms, 20 ms) it is 64 + 56 KiB instead of 2 MiB:
+ * what the next stream's first reply queues behind, 0.1 s instead of 1.7 s.
+ */
+export const ALONE_SLACK_MS = 5;
+/**
+ * How long a connection remembers the best rate one of its streams delivered: the
+ * next stream opens with a window sized to it. With nothing remembered a stream
+ * opens with the cap and grows about 2.3× per round trip, like TCP's slow start:
+ * the first 32 MiB download over a 20 ms device leg ran at 54 instead of 67 MiB/s,
+ * the ones after it as fast as before.
+ */
+export const RATE_MEMORY_MS = 60_000;
 
 interface ChannelInternals {
-  incoming: { window: number };
+  incoming: { window: number; id?: number };
   outgoing: { id: number };
   _client?: { _protocol?: ProtocolInternals };
   _readableState?: { highWaterMark: number };
@@ -94,6 +129,8 @@ interface Entry {
   base: number;
   /** The cap now: `base`, plus what the stream delivers per round trip over a long link. */
   cap: number;
+  /** The window while not shared: its opening window, then `base` plus what it delivers (ALONE_SLACK_MS). */
+  alone: number;
   /** The channel's readable buffer size while not shared (ssh2's); at most `cap` while shared. */
   aloneHighWaterMark: number;
   /** When data from the device last arrived on this channel (ms). */
@@ -119,20 +156,40 @@ interface Registry {
   /** Recent open round trips (ms), and the distance they give (`noteRoundTrip`). */
   roundTrips: number[];
   distance: number;
+  /** The best rate (bytes/ms) a stream delivered lately, and when: new streams open with a window to match. */
+  rate: number;
+  rateAt: number;
+  /** The opening window for the next `forwarded-tcpip` open (`openWithStreamWindow`), 0 when none is armed. */
+  armed: number;
+  /** By local channel id: how much less than ssh2 believes a channel's opening window was. */
+  opening: Map<number, number>;
 }
+
+type OpenForwarded = (chan: number, initWindow: number, maxPacket: number, cfg: unknown) => unknown;
 
 interface ProtocolInternals {
   channelWindowAdjust?: (recipient: number, amount: number) => unknown;
+  forwardedTcpip?: OpenForwarded;
   [CAPS]?: Registry;
 }
 
 const CAPS = Symbol('windowCaps');
-/** Re-grant once the peer's credit falls to this fraction of the cap: one adjust per cap/2 bytes. */
+/**
+ * Re-grant once this fraction of the cap is spent: one adjust per cap/2 bytes. A
+ * stream alone over a long link is re-granted at a quarter: its window is a few
+ * 32 KiB packets on a slow link, and re-granted at half it had about one packet in
+ * flight when the adjust left, less than the round trip takes to refill, so the
+ * link idled now and then (10 Mbit/s, 20 ms: 1.12 against 1.16 MiB/s; a quarter:
+ * 1.16). While shared, half: what is in flight is what the other streams wait
+ * behind (a quarter there: B's p50 103 against 78 ms).
+ */
 const REGRANT_AT = 0.5;
+const REGRANT_AT_ALONE_LONG = 0.25;
 
-/** Bytes of a capped window spent before it is re-granted: half the cap, at most the channels' step when one is set. */
-function regrantStep(cap: number): number {
-  return WINDOW_REGRANT_STEP > 0 ? Math.min(cap * REGRANT_AT, WINDOW_REGRANT_STEP) : cap * REGRANT_AT;
+/** Bytes of a capped window spent before it is re-granted, at most the channels' step when one is set. */
+function regrantStep(cap: number, fraction: number): number {
+  const step = cap * fraction;
+  return WINDOW_REGRANT_STEP > 0 ? Math.min(step, WINDOW_REGRANT_STEP) : step;
 }
 
 function isShared(reg: Registry): boolean {
@@ -159,48 +216,115 @@ function touch(reg: Registry, entry: Entry, bytes: number): void {
   const now = Date.now();
   if (now >= entry.lastActive + SHARED_HOLD_MS && reg.streams.has(entry)) reg.quietUntil = 0; // a quiet stream woke up: count again
   entry.lastActive = now;
-  if (reg.distance > 0) measureRate(entry, reg.distance, now, bytes);
+  measureRate(reg, entry, now, bytes);
 }
 
-/** Over a long link, after each round trip: cap = allowance + gain × best recent rate × distance. */
-function measureRate(entry: Entry, distance: number, now: number, bytes: number): void {
+/**
+ * After each round trip (at least RATE_MIN_PERIOD_MS): cap = allowance + gain × best
+ * recent rate × distance, and the same with ALONE_SLACK_MS added to the distance for
+ * the window while not shared.
+ */
+function measureRate(reg: Registry, entry: Entry, now: number, bytes: number): void {
+  const distance = reg.distance;
+  const period = Math.max(distance, RATE_MIN_PERIOD_MS);
   const elapsed = now - entry.since;
-  if (elapsed > distance * RATE_GAP_RTTS) {
-    // quiet since: a new measurement starts with this packet
+  if (elapsed > period * RATE_GAP_RTTS) {
+    // Quiet since: a new measurement starts at this packet's arrival. Its bytes were on
+    // the way before then, so they do not count (counted, a slow link's first rate was
+    // two packets per packet interval: twice the link's).
     entry.since = now;
-    entry.bytes = bytes;
+    entry.bytes = 0;
     entry.rates.length = 0;
     return;
   }
   entry.bytes += bytes;
-  if (elapsed < distance) return;
+  if (elapsed < period) return;
   entry.rates.push(entry.bytes / elapsed);
   if (entry.rates.length > RATE_ROUNDS) entry.rates.shift();
-  // ssh2's window is the most any cap can be.
-  entry.cap = Math.min(ssh2MaxWindow(), Math.round(entry.base + IN_FLIGHT_GAIN * Math.max(...entry.rates) * distance));
+  const rate = Math.max(...entry.rates);
+  entry.cap = windowFor(entry.base, rate, distance);
+  entry.alone = windowFor(entry.base, rate, distance + ALONE_SLACK_MS);
+  if (rate >= reg.rate || now - reg.rateAt > RATE_MEMORY_MS) {
+    reg.rate = rate;
+    reg.rateAt = now;
+  }
   entry.since = now;
   entry.bytes = 0;
 }
 
+/** `base` plus gain × `rate` × `ms`: at most ssh2's window, the most any window can be. */
+function windowFor(base: number, rate: number, ms: number): number {
+  return Math.min(ssh2MaxWindow(), Math.round(base + IN_FLIGHT_GAIN * rate * ms));
+}
+
+/** A new stream's window: what the connection's streams delivered lately, or the allowance alone. */
+function openingWindow(reg: Registry): number {
+  const rate = Date.now() - reg.rateAt <= RATE_MEMORY_MS ? reg.rate : 0;
+  return windowFor(STREAM_WINDOW, rate, reg.distance + ALONE_SLACK_MS);
+}
+
 /** Give `proto` a registry and route its window adjusts through the cap. */
 function installRegistry(proto: ProtocolInternals, original: (recipient: number, amount: number) => unknown): Registry {
-  const registry: Registry = { entries: new Map(), streams: new Set(), closedActive: 0, sharedUntil: 0, quietUntil: 0, roundTrips: [], distance: 0 };
+  const registry: Registry = {
+    entries: new Map(), streams: new Set(), closedActive: 0, sharedUntil: 0, quietUntil: 0,
+    roundTrips: [], distance: 0, rate: 0, rateAt: 0, armed: 0, opening: new Map(),
+  };
   proto[CAPS] = registry;
   proto.channelWindowAdjust = function capped(this: unknown, recipient: number, amount: number) {
     const entry = registry.entries.get(recipient);
     if (!entry) return original.call(this, recipient, amount);
     const shared = isShared(registry);
     if (entry.ch._readableState) entry.ch._readableState.highWaterMark = shared ? Math.min(entry.cap, entry.aloneHighWaterMark) : entry.aloneHighWaterMark;
-    if (!shared) return original.call(this, recipient, amount);
+    const cap = shared ? entry.cap : entry.alone;
+    if (cap >= ssh2MaxWindow()) return original.call(this, recipient, amount);
     // ssh2 calls this on every data packet once below its 1 MiB threshold (always, under a cap):
-    // re-grant only once half the cap (at most a re-grant step) is spent, so the device leg
-    // carries one small WINDOW_ADJUST per cap/2 bytes instead of one per 32 KiB packet.
+    // re-grant only once part of the cap (at most a re-grant step) is spent, so the device leg
+    // carries one small WINDOW_ADJUST per cap/2 (alone on a long link, cap/4) bytes instead of one per 32 KiB packet.
     const granted = entry.ch.incoming.window - amount; // the peer's real credit before this adjust
-    const wanted = granted > entry.cap - regrantStep(entry.cap) ? 0 : entry.cap - granted;
+    const step = regrantStep(cap, !shared && registry.distance > 0 ? REGRANT_AT_ALONE_LONG : REGRANT_AT);
+    const wanted = granted > cap - step ? 0 : cap - granted;
     entry.ch.incoming.window = granted + wanted;
     return wanted === 0 ? undefined : original.call(this, recipient, wanted);
   };
+  const open = proto.forwardedTcpip;
+  if (typeof open === 'function') {
+    proto.forwardedTcpip = function openForwarded(this: unknown, chan: number, initWindow: number, maxPacket: number, cfg: unknown) {
+      const armed = registry.armed;
+      registry.armed = 0;
+      if (armed > 0 && armed < initWindow) {
+        registry.opening.set(chan, initWindow - armed);
+        return open.call(this, chan, armed, maxPacket, cfg);
+      }
+      registry.opening.delete(chan);
+      return open.call(this, chan, initWindow, maxPacket, cfg);
+    };
+  }
   return registry;
+}
+
+function registryOf(conn: object): Registry | undefined {
+  const proto = (conn as { _protocol?: ProtocolInternals })._protocol;
+  const adjust = proto?.channelWindowAdjust;
+  if (!proto || typeof adjust !== 'function') return undefined;
+  return proto[CAPS] ?? installRegistry(proto, adjust);
+}
+
+/**
+ * Run `open`, which must call ssh2's `forwardOut` on `conn` at once, so that the channel
+ * it opens starts with a window sized to what the connection's streams deliver (the cap
+ * when nothing is known) instead of ssh2's 2 MiB, which a download alone would put in
+ * the queue of a slow link before its first window adjust. Pass the channel to
+ * `capReceiveWindow` in the open's callback, before anything else reads it: ssh2 still
+ * believes it granted 2 MiB until then.
+ */
+export function openWithStreamWindow<T>(conn: object, open: () => T): T {
+  const registry = STREAM_WINDOW > 0 ? registryOf(conn) : undefined;
+  if (registry) registry.armed = openingWindow(registry);
+  try {
+    return open();
+  } finally {
+    if (registry) registry.armed = 0;
+  }
 }
 
 /** Cap how much unconsumed data the peer may send on `channel` (an ssh2 channel) while its connection is shared. */
@@ -211,7 +335,17 @@ export function capReceiveWindow(channel: Duplex, cap: number = STREAM_WINDOW): 
   if (cap <= 0 || !proto || typeof adjust !== 'function' || typeof ch.incoming?.window !== 'number') return;
   const registry = proto[CAPS] ?? installRegistry(proto, adjust);
   const id = ch.outgoing.id;
-  const entry: Entry = { ch, base: cap, cap, aloneHighWaterMark: ch._readableState?.highWaterMark ?? 0, lastActive: 0, since: 0, bytes: 0, rates: [] };
+  // Opened with less than ssh2 believes (openWithStreamWindow): make its view the peer's.
+  const localId = ch.incoming.id;
+  const less = localId === undefined ? undefined : registry.opening.get(localId);
+  if (less !== undefined) {
+    registry.opening.delete(localId!);
+    ch.incoming.window -= less;
+  }
+  const entry: Entry = {
+    ch, base: cap, cap, alone: Math.max(cap, ch.incoming.window),
+    aloneHighWaterMark: ch._readableState?.highWaterMark ?? 0, lastActive: 0, since: 0, bytes: 0, rates: [],
+  };
   registry.entries.set(id, entry);
   // ssh2 hands each incoming data packet to push(): that is the channel's activity.
   const push = channel.push;
@@ -242,10 +376,8 @@ export function markStreamInUse(channel: Duplex): void {
  * LOCAL_RTT_MS, is the distance that lets a capped stream's cap grow.
  */
 export function noteRoundTrip(conn: object, ms: number): void {
-  const proto = (conn as { _protocol?: ProtocolInternals })._protocol;
-  const adjust = proto?.channelWindowAdjust;
-  if (!proto || typeof adjust !== 'function' || !(ms >= 0)) return;
-  const registry = proto[CAPS] ?? installRegistry(proto, adjust);
+  const registry = ms >= 0 ? registryOf(conn) : undefined;
+  if (!registry) return;
   registry.roundTrips.push(ms);
   if (registry.roundTrips.length > RTT_SAMPLES) registry.roundTrips.shift();
   registry.distance = Math.max(0, Math.min(...registry.roundTrips) - LOCAL_RTT_MS);

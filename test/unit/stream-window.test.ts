@@ -1,5 +1,5 @@
 import { Duplex } from 'node:stream';
-import { capReceiveWindow, LOCAL_RTT_MS, markStreamInUse, noteRoundTrip, SHARED_HOLD_MS } from '../../src/transport/stream-window';
+import { ALONE_SLACK_MS, capReceiveWindow, LOCAL_RTT_MS, markStreamInUse, noteRoundTrip, openWithStreamWindow, RATE_MEMORY_MS, SHARED_HOLD_MS } from '../../src/transport/stream-window';
 
 const MAX_WINDOW = 2 * 1024 * 1024;
 const BYTE = Buffer.from('x');
@@ -77,16 +77,177 @@ function twoStreamsInUse(cap: number, ids: [number, number] = [1, 2]) {
 
 afterEach(() => jest.useRealTimers());
 
-test('a stream alone on its connection keeps ssh2\'s full window', () => {
+/**
+ * One stream alone on a link `distanceMs` long (round trip), replayed in 1 ms ticks: the
+ * peer sends what its credit allows, at most `perMs` bytes a tick (the link's
+ * bandwidth), in packets of at most 32 KiB; data reaches us half a round trip later,
+ * and each adjust reaches the peer half a round trip after that. The stream starts
+ * with `opening` credit. Returns the most credit the peer held from `fromMs` on, and
+ * what reached us.
+ */
+function aloneOnLink(opts: { cap: number; distanceMs: number; perMs: number; ms: number; opening?: number; fromMs?: number }) {
+  jest.useFakeTimers({ now: 5_000_000 });
   const { sent, proto } = setup();
   const a = fakeChannel(1, proto);
-  const pooled = fakeChannel(2, proto); // pre-opened, not carrying a stream: does not count
-  capReceiveWindow(a, 128 * 1024);
-  capReceiveWindow(pooled, 128 * 1024);
+  if (opts.distanceMs > 0) noteRoundTrip(a._client, opts.distanceMs + LOCAL_RTT_MS);
+  a.incoming.window = opts.opening ?? MAX_WINDOW;
+  capReceiveWindow(a, opts.cap);
   markStreamInUse(a);
-  const pa = peer(a, sent);
-  pa.send(300);
-  expect(pa.adjusts.every((x) => x >= MAX_WINDOW / 2)).toBe(true);
+  const half = Math.max(1, Math.round(opts.distanceMs / 2));
+  let credit = a.incoming.window;
+  const toPeer: Array<[number, number]> = []; // [arrives at, adjust]
+  const toUs: Array<[number, number]> = []; // [arrives at, bytes of one packet]
+  let packet = 0; // bytes of the packet being sent
+  let maxCredit = 0;
+  let delivered = 0;
+  for (let t = 0; t < opts.ms; t++) {
+    jest.setSystemTime(5_000_000 + t);
+    while (toPeer.length && toPeer[0][0] <= t) credit += toPeer.shift()![1];
+    if (t >= (opts.fromMs ?? 0)) maxCredit = Math.max(maxCredit, credit);
+    // The link serialises up to perMs bytes this tick; a packet leaves once all of it has.
+    let budget = opts.perMs;
+    while (budget > 0 && credit > 0) {
+      const n = Math.min(budget, credit, PACKET - packet);
+      budget -= n;
+      credit -= n;
+      packet += n;
+      if (packet === PACKET || credit === 0) {
+        toUs.push([t + half, packet]);
+        packet = 0;
+      }
+    }
+    while (toUs.length && toUs[0][0] <= t) {
+      const n = toUs.shift()![1];
+      delivered += n;
+      a.incoming.window -= n;
+      a.push(Buffer.alloc(n));
+      if (a.incoming.window <= MAX_WINDOW / 2) ssh2WindowAdjust(a);
+    }
+    for (const [, amt] of sent.splice(0)) toPeer.push([t + half, amt]);
+    // ssh2's view is what the peer was granted: its credit, plus what is on the way either way.
+    const inFlight = packet + toUs.reduce((x, [, n]) => x + n, 0) + toPeer.reduce((x, [, n]) => x + n, 0);
+    expect(a.incoming.window).toBe(credit + inFlight);
+  }
+  return { maxCredit, delivered };
+}
+
+test('a fast stream alone on its connection keeps ssh2\'s full window', () => {
+  const { sent, proto } = setup();
+  const pooled = fakeChannel(2, proto); // pre-opened, not carrying a stream: does not count
+  capReceiveWindow(pooled, 128 * 1024);
+  // 1 MB/ms on loopback: 64 KiB + 2 × 1 MB/ms × ALONE_SLACK_MS is more than ssh2's window.
+  const { maxCredit, delivered } = aloneOnLink({ cap: 64 * 1024, distanceMs: 0, perMs: 1024 * 1024, ms: 40, fromMs: 10 });
+  expect(maxCredit).toBeGreaterThanOrEqual(MAX_WINDOW / 2);
+  expect(delivered).toBeGreaterThan(20 * 1024 * 1024); // 64 KiB per 2 ms round trip would be 1.3 MB
+  expect(sent).toEqual([]);
+});
+
+test('a stream alone on a slow link keeps only the allowance plus twice what it delivers per round trip and ALONE_SLACK_MS', () => {
+  const cap = 64 * 1024;
+  const perMs = 1250; // 10 Mbit/s
+  const distanceMs = 20;
+  const ms = 600;
+  const { maxCredit, delivered } = aloneOnLink({ cap, distanceMs, perMs, ms, opening: cap });
+  // The link never idles: all it sent, less the half round trip to us and the packet on its way.
+  expect(delivered).toBeGreaterThanOrEqual((ms - distanceMs / 2) * perMs - PACKET);
+  // ssh2's 2 MiB would wait in the link's queue (1.7 s at this rate); now about 0.1 s does.
+  expect(maxCredit).toBeLessThanOrEqual(cap + 2 * perMs * (distanceMs + ALONE_SLACK_MS) * 1.1);
+});
+
+test('a stream alone over a long fast link grows from its opening window to ssh2\'s within a few round trips', () => {
+  const cap = 64 * 1024;
+  const { maxCredit } = aloneOnLink({ cap, distanceMs: 20, perMs: 1024 * 1024, ms: 200, opening: cap, fromMs: 150 });
+  expect(maxCredit).toBeGreaterThanOrEqual(MAX_WINDOW / 2); // 16 times the opening window
+});
+
+describe('opening windows (openWithStreamWindow)', () => {
+  /** A connection whose forwardOut opens like ssh2's server: 2 MiB announced, 2 MiB believed on confirmation. */
+  function connection() {
+    const { sent, proto } = setup();
+    const opens: Array<[number, number]> = [];
+    const p = Object.assign(proto, { forwardedTcpip: (chan: number, initWindow: number) => { opens.push([chan, initWindow]); } });
+    const conn = {
+      _protocol: p,
+      /** Ask to open channel `chan`; returns the confirmation, which creates ssh2's channel object. */
+      forwardOut(chan: number) {
+        (conn._protocol as unknown as { forwardedTcpip(c: number, w: number, m: number, cfg: unknown): void }).forwardedTcpip(chan, MAX_WINDOW, PACKET, {});
+        return () => {
+          const ch = fakeChannel(100 + chan, proto) as ReturnType<typeof fakeChannel> & { incoming: { id: number } };
+          ch.incoming = { window: MAX_WINDOW, id: chan };
+          return ch;
+        };
+      },
+    };
+    return { conn, sent, opens };
+  }
+
+  test('a new stream opens with the cap when nothing is known, and ssh2\'s view matches what was announced', () => {
+    const cap = 64 * 1024;
+    const { conn, sent, opens } = connection();
+    const confirm = openWithStreamWindow(conn, () => conn.forwardOut(3));
+    expect(opens).toEqual([[3, cap]]);
+    const ch = confirm();
+    capReceiveWindow(ch, cap);
+    expect(ch.incoming.window).toBe(cap);
+    markStreamInUse(ch);
+    const p = peer(ch, sent);
+    p.credit = cap;
+    p.send(2); // spends it: re-granted to the opening window, not to 2 MiB
+    expect(p.maxCredit).toBeLessThanOrEqual(cap);
+  });
+
+  test('later streams open with a window sized to what the connection delivered lately', () => {
+    jest.useFakeTimers({ now: 6_000_000 });
+    const cap = 64 * 1024;
+    const { conn, opens } = connection();
+    noteRoundTrip(conn, 20 + LOCAL_RTT_MS);
+    const first = openWithStreamWindow(conn, () => conn.forwardOut(1))();
+    capReceiveWindow(first, cap);
+    markStreamInUse(first);
+    // It delivers 1250 bytes/ms (10 Mbit/s) for 100 ms.
+    for (let t = 0; t <= 100; t++) {
+      jest.setSystemTime(6_000_000 + t);
+      first.incoming.window -= 1250;
+      first.push(Buffer.alloc(1250));
+    }
+    openWithStreamWindow(conn, () => conn.forwardOut(2));
+    const expected = cap + 2 * 1250 * (20 + ALONE_SLACK_MS);
+    expect(opens[1][1]).toBeGreaterThan(cap);
+    expect(Math.abs(opens[1][1] - expected)).toBeLessThan(0.1 * expected);
+    // Forgotten after a while: the allowance again.
+    jest.setSystemTime(6_000_000 + 100 + RATE_MEMORY_MS + 1);
+    openWithStreamWindow(conn, () => conn.forwardOut(4));
+    expect(opens[2]).toEqual([4, cap]);
+  });
+
+  test('opens outside openWithStreamWindow keep ssh2\'s window, also on a channel id used before', () => {
+    const cap = 64 * 1024;
+    const { conn, opens } = connection();
+    openWithStreamWindow(conn, () => conn.forwardOut(5)); // refused by the device: never confirmed
+    const confirm = conn.forwardOut(5);
+    expect(opens).toEqual([[5, cap], [5, MAX_WINDOW]]);
+    const ch = confirm();
+    capReceiveWindow(ch, cap);
+    expect(ch.incoming.window).toBe(MAX_WINDOW);
+  });
+
+  test('with the cap off (BROKER_STREAM_WINDOW=0) opens keep ssh2\'s window', () => {
+    let mod: typeof import('../../src/transport/stream-window') | undefined;
+    const saved = process.env.BROKER_STREAM_WINDOW;
+    process.env.BROKER_STREAM_WINDOW = '0';
+    try {
+      jest.isolateModules(() => {
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        mod = require('../../src/transport/stream-window') as typeof import('../../src/transport/stream-window');
+      });
+    } finally {
+      if (saved === undefined) delete process.env.BROKER_STREAM_WINDOW;
+      else process.env.BROKER_STREAM_WINDOW = saved;
+    }
+    const { conn, opens } = connection();
+    mod!.openWithStreamWindow(conn, () => conn.forwardOut(1));
+    expect(opens).toEqual([[1, MAX_WINDOW]]);
+  });
 });
 
 test('while two streams are in use, neither is granted more than the cap, one adjust per half cap', () => {
@@ -216,9 +377,11 @@ describe('over a long device link', () => {
     const { delivered, maxCredit } = rounds(cap, 20, 16);
     expect(maxCredit).toBeLessThanOrEqual(MAX_WINDOW);
     // Two round trips at the cap (the first measurement takes one, its grants another),
-    // then growing (128 K → ~2 MiB per round trip here), never below what it had.
+    // then growing (here about 2× every second round trip: 128 K, 128 K, 264 K, 256 K,
+    // 512 K, 512 K, 1 M, ...), never below what it had.
     expect(delivered.slice(0, 2)).toEqual([cap, cap]);
-    expect(Math.max(...delivered.slice(2, 5))).toBeGreaterThan(4 * cap);
+    expect(Math.max(...delivered.slice(2, 6))).toBeGreaterThanOrEqual(4 * cap);
+    expect(Math.max(...delivered.slice(2, 10))).toBeGreaterThan(0.8 * MAX_WINDOW);
     expect(Math.min(...delivered.slice(2))).toBeGreaterThanOrEqual(2 * cap);
     // At ssh2's window, ssh2's own re-grant at half of it sets the pace in this replay.
     expect(Math.min(...delivered.slice(-5))).toBeGreaterThan(0.4 * MAX_WINDOW);
