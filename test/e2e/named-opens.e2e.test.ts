@@ -3,12 +3,14 @@
  * agent that announces them and answers each open as the test says, with a real
  * helper (`broker-agent join`) and raw SOCKS5 clients:
  * - the session starts with probes of the device leg and no pre-opened channels;
- * - a helper's stream arrives as one open naming the helper and the target;
+ * - a helper's stream arrives as one open naming the helper and the target, with the
+ *   cap's window rather than ssh2's 2 MiB, and a download larger than it arrives intact;
  * - the agent's refusal (`BRK_CODE: reason`) reaches the helper as the exact SOCKS
  *   reply, and a refusal without a description as a general failure;
  * - an agent that never answers costs the helper BRK_STREAM_OPEN_TIMEOUT, not more,
  *   and a confirmation that comes later is closed by the broker.
  */
+import { randomBytes } from 'node:crypto';
 import type { Client, ClientChannel } from 'ssh2';
 import { SSH_IDENT } from '../../src/protocol/constants';
 import { NAMED_OPEN_FEATURE } from '../../src/protocol/named-open';
@@ -88,6 +90,31 @@ test("a helper's stream is one open naming the helper and the target; bytes flow
   expect(await echoed).toBe('HELLO');
   r.socket.destroy();
 });
+
+test("a stream opens with the cap's window, not ssh2's 2 MiB, and 8 MiB from the device arrive intact through it", async () => {
+  const payload = randomBytes(8 * 1024 * 1024);
+  let opening = 0;
+  answer = (open) => {
+    const ch = open.accept();
+    // The window the broker announced in its open (ssh2 keeps it as the sender's credit).
+    opening = (ch as unknown as { outgoing: { window: number } }).outgoing.window;
+    ch.end(payload);
+  };
+  const r = await socksConnect(helper.socks, 'printer.lan', 631);
+  expect(r.rep).toBe(0x00);
+  const got: Buffer[] = [];
+  r.socket.on('data', (d: Buffer) => got.push(d));
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`stalled after ${Buffer.concat(got).length} bytes`)), 30_000);
+    r.socket.once('end', () => { clearTimeout(t); resolve(); });
+  });
+  r.socket.destroy();
+  // Nothing delivered yet on this connection: the cap (BROKER_STREAM_WINDOW's 64 KiB default).
+  expect(opening).toBe(64 * 1024);
+  const all = Buffer.concat(got);
+  expect(all.length).toBe(payload.length);
+  expect(all.equals(payload)).toBe(true); // ssh2's view of the window matched the agent's: nothing dropped
+}, 60_000);
 
 test.each([
   ['BRK_HOST_UNREACHABLE', OpenFailure.CONNECT_FAILED, 0x04],
