@@ -102,7 +102,7 @@ test("a stream opens with the cap's window, not ssh2's 2 MiB, and 8 MiB from the
   };
   const r = await socksConnect(helper.socks, 'printer.lan', 631);
   expect(r.rep).toBe(0x00);
-  const got: Buffer[] = [];
+  const got: Buffer[] = [r.rest]; // what arrived with the SOCKS reply
   r.socket.on('data', (d: Buffer) => got.push(d));
   await new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`stalled after ${Buffer.concat(got).length} bytes`)), 30_000);
