@@ -24,6 +24,7 @@ import { handleHelper } from './helper-connection';
 import { MemoryJoinRateLimiter, type JoinRateLimiter } from './join-limiter';
 import { BrokerMetrics } from './metrics';
 import { MemorySessionRegistry, Session, type SessionRegistry } from './sessions';
+import { patchChannelOverrun } from '../transport/ssh2-channel';
 
 export interface BrokerOptions {
   /** Listen address (default: every interface, IPv6 and IPv4); port 0 picks a free port (read it back with `address()`). */
@@ -88,6 +89,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     );
     const hostKey = loadOrCreateHostKey(this.opts.dataDir);
     this.fingerprint = hostKey.fingerprint;
+    patchChannelOverrun(); // a device or helper that ignores our windows cannot make us buffer without bound
     this.ssh = new Server(
       {
         hostKeys: [hostKey.privateKey],

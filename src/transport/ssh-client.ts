@@ -12,6 +12,7 @@ import { parseTarget, formatTarget } from '../protocol/target';
 import { coalesceWrites } from './coalesce';
 import type { Identity } from './keys';
 import { createHostKeyVerifier } from './known-brokers';
+import { patchChannelOverrun } from './ssh2-channel';
 
 export interface SshConnectOptions {
   /** Broker address `HOST:PORT`. */
@@ -54,6 +55,7 @@ export function connectSsh(opts: SshConnectOptions): Promise<SshConnection> {
     onNewKey: opts.onNewHostKey,
   });
 
+  patchChannelOverrun(); // a broker that ignores our windows cannot make us buffer without bound
   return new Promise((resolve, reject) => {
     const client = new Client();
     let refusal: { code: string; message: string } | undefined;

@@ -88,7 +88,8 @@ export function patchChannelRegrant(step: number = WINDOW_REGRANT_STEP): boolean
   }
   const proto = mod.Channel.prototype as Duplex & { [REGRANT]?: true };
   const max = mod.MAX_WINDOW;
-  if (step <= 0 || typeof max !== 'number' || step >= max || proto[REGRANT] || Object.prototype.hasOwnProperty.call(proto, 'push')) return false;
+  const ownPush = Object.prototype.hasOwnProperty.call(proto, 'push') && !(proto.push as { [OVERRUN]?: true })[OVERRUN];
+  if (step <= 0 || typeof max !== 'number' || step >= max || proto[REGRANT] || ownPush) return false;
   const push = proto.push;
   proto.push = function pushAndRegrant(this: Duplex & ReceivingChannel, chunk: unknown, encoding?: BufferEncoding): boolean {
     const room = push.call(this, chunk, encoding);
@@ -101,5 +102,40 @@ export function patchChannelRegrant(step: number = WINDOW_REGRANT_STEP): boolean
     return room;
   };
   proto[REGRANT] = true;
+  return true;
+}
+
+const OVERRUN = Symbol.for('remote-assist.channelOverrun');
+
+/**
+ * ssh2 drops a data packet only when the channel's receive window is exactly 0. A
+ * packet larger than what is left makes the window negative, and from then on every
+ * packet is accepted: a peer that ignores its window (a hostile or broken device or
+ * helper) could make us buffer without bound. Measured on the broker, a raw agent
+ * sending 20,000-byte packets past a 64 KiB window while the helper did not read:
+ * RSS +141 MB for 120 MB sent. The patched `push()` closes a channel whose peer sent
+ * more than it was granted and drops the data (no 'error' event: a channel without
+ * a listener would take the process down with it). Not a tuning: every process that
+ * speaks SSH installs it (`connectSsh`, the broker's server).
+ */
+export function patchChannelOverrun(): boolean {
+  let proto: Duplex & { [OVERRUN]?: true };
+  try {
+    proto = (require('ssh2/lib/Channel') as { Channel: { prototype: Duplex & { [OVERRUN]?: true } } }).Channel.prototype;
+  } catch {
+    return false;
+  }
+  if (proto[OVERRUN]) return false;
+  const push = proto.push;
+  const guarded = function pushWithinWindow(this: Duplex & { incoming?: { window?: number } }, chunk: unknown, encoding?: BufferEncoding): boolean {
+    if (chunk !== null && (this.incoming?.window ?? 0) < 0) {
+      if (!this.destroyed) this.destroy();
+      return false;
+    }
+    return push.call(this, chunk, encoding);
+  } as Duplex['push'] & { [OVERRUN]?: true };
+  guarded[OVERRUN] = true;
+  proto.push = guarded;
+  proto[OVERRUN] = true;
   return true;
 }

@@ -5,6 +5,7 @@
  * - the session starts with probes of the device leg and no pre-opened channels;
  * - a helper's stream arrives as one open naming the helper and the target, with the
  *   cap's window rather than ssh2's 2 MiB, and a download larger than it arrives intact;
+ * - an agent that sends past its window gets its stream closed, not buffered;
  * - the agent's refusal (`BRK_CODE: reason`) reaches the helper as the exact SOCKS
  *   reply, and a refusal without a description as a general failure;
  * - an agent that never answers costs the helper BRK_STREAM_OPEN_TIMEOUT, not more,
@@ -115,6 +116,41 @@ test("a stream opens with the cap's window, not ssh2's 2 MiB, and 8 MiB from the
   expect(all.length).toBe(payload.length);
   expect(all.equals(payload)).toBe(true); // ssh2's view of the window matched the agent's: nothing dropped
 }, 60_000);
+
+test('an agent that sends past its window: the broker closes the stream instead of buffering it', async () => {
+  let channel: ClientChannel | undefined;
+  answer = (open) => {
+    channel = open.accept();
+    channel.resume(); // 'close' follows 'end', which needs the stream read
+  };
+  const r = await socksConnect(helper.socks, 'printer.lan', 631);
+  expect(r.rep).toBe(0x00);
+  r.socket.pause(); // the helper's client reads nothing: what the broker accepts, it must hold
+  const closed = new Promise<void>((resolve) => channel!.once('close', () => resolve()));
+  const helperEnded = new Promise<void>((resolve) => r.socket.once('end', () => resolve()));
+  // Packets of 20,000 bytes straight to the protocol, ignoring the window: once the
+  // helper's side is full the broker stops granting, and ssh2's own check drops a packet
+  // only when the window is exactly 0, which these never make it.
+  const proto = (agent as unknown as { _protocol: { channelData(id: number, data: Buffer): void } })._protocol;
+  const id = (channel as unknown as { outgoing: { id: number } }).outgoing.id;
+  const packet = Buffer.alloc(20_000, 7);
+  let sent = 0;
+  let isClosed = false;
+  void closed.then(() => { isClosed = true; });
+  for (let i = 0; i < 4000 && !isClosed; i++) {
+    proto.channelData(id, packet);
+    sent += packet.length;
+    if (i % 100 === 99) await new Promise((res) => setTimeout(res, 5));
+  }
+  await Promise.race([closed, new Promise((_, reject) => setTimeout(() => reject(new Error(`the broker kept the stream open after ${sent} bytes past a 64 KiB window`)), 5000))]);
+  // What the broker accepted before still reaches the helper, then the stream ends.
+  let got = 0;
+  r.socket.on('data', (d: Buffer) => { got += d.length; });
+  r.socket.resume();
+  await Promise.race([helperEnded, new Promise((_, reject) => setTimeout(() => reject(new Error("the helper's stream did not end")), 10_000))]);
+  expect(got).toBeLessThan(sent); // what came after the overrun was dropped
+  r.socket.destroy();
+});
 
 test.each([
   ['BRK_HOST_UNREACHABLE', OpenFailure.CONNECT_FAILED, 0x04],

@@ -1,4 +1,4 @@
-import { patchChannelDestroy, patchChannelRegrant } from '../../src/transport/ssh2-channel';
+import { patchChannelDestroy, patchChannelOverrun, patchChannelRegrant } from '../../src/transport/ssh2-channel';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { Channel } = require('ssh2/lib/Channel') as { Channel: new (client: unknown, info: unknown, opts?: unknown) => import('node:stream').Duplex & { close(): void } };
@@ -115,5 +115,39 @@ describe('patchChannelRegrant', () => {
     receive(STEP * 2);
     ch.push(null);
     expect(adjusts).toEqual([]);
+  });
+});
+
+describe('patchChannelOverrun', () => {
+  test('a peer that sent more than its window gets the channel closed, and the data is dropped', async () => {
+    patchChannelOverrun();
+    expect(patchChannelOverrun()).toBe(false);
+    patchChannelRegrant(128 * 1024); // composes with it, in either order
+    expect((Channel.prototype as unknown as Record<symbol, unknown>)[Symbol.for('remote-assist.channelRegrant')]).toBe(true);
+    const sent: string[] = [];
+    const ch = channel(sent) as ReturnType<typeof channel> & { incoming: { window: number } };
+    const got: Buffer[] = [];
+    ch.on('data', (d: Buffer) => got.push(d));
+    // As ssh2's CHANNEL_DATA handler does: window down, then push(). 10,000 were left.
+    ch.incoming.window = 10_000 - 20_000;
+    expect(ch.push(Buffer.alloc(20_000, 2))).toBe(false);
+    await tick();
+    expect(got).toEqual([]);
+    expect(sent).toContain('CLOSE');
+    ch.incoming.window -= 20_000;
+    expect(ch.push(Buffer.alloc(20_000, 3))).toBe(false); // still dropped
+    await tick();
+    expect(got).toEqual([]);
+  });
+
+  test('a window used up exactly is not an overrun', async () => {
+    patchChannelOverrun();
+    const sent: string[] = [];
+    const ch = channel(sent) as ReturnType<typeof channel> & { incoming: { window: number } };
+    ch.resume();
+    ch.incoming.window = 0;
+    expect(ch.push(Buffer.alloc(10))).toBe(true);
+    await tick();
+    expect(sent).not.toContain('CLOSE');
   });
 });
