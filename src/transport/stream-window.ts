@@ -248,7 +248,8 @@ function touch(reg: Registry, entry: Entry, bytes: number): void {
 /**
  * After each round trip (at least RATE_MIN_PERIOD_MS): cap = allowance + gain × best
  * recent rate × distance, and the same with ALONE_SLACK_MS added to the distance for
- * the window while not shared.
+ * the window while not shared; in startup neither falls below what the packets grew
+ * it to, and startup ends once the rate stops growing.
  */
 function measureRate(reg: Registry, entry: Entry, now: number, bytes: number): void {
   const distance = reg.distance;
