@@ -8,6 +8,7 @@ import { BrokerError, describeError, fromSocksReply, socksReplyMessage } from '.
 import type { Logger } from '../log';
 import { formatTarget, type Target } from '../protocol/target';
 import { relay } from '../transport/relay';
+import { sentPastWindow } from '../transport/ssh2-channel';
 import type { AgentStream } from './agent-link';
 import type { BrokerMetrics } from './metrics';
 import type { HelperLink, Session } from './sessions';
@@ -54,6 +55,12 @@ export async function runRoute(
   session.streams.delete(helperSide);
   session.streams.delete(deviceSide);
   metrics?.streamClosed(r.aToB, r.bToA);
+  const overran = sentPastWindow(deviceSide) ? 'the device' : sentPastWindow(helperSide) ? 'the helper' : undefined;
+  if (overran) {
+    log.warn(`stream cut: ${overran} sent more than its SSH window allowed`, {
+      event: 'stream-overrun', session: session.redactedCode, helper: helper.info.id, via, dest: formatTarget(target),
+    });
+  }
   log.info('stream closed', {
     event: 'stream', session: session.redactedCode, helper: helper.info.id, via,
     dest: formatTarget(target), outcome: 'succeeded', sent: r.aToB, received: r.bToA, durationMs: r.durationMs,

@@ -106,6 +106,12 @@ export function patchChannelRegrant(step: number = WINDOW_REGRANT_STEP): boolean
 }
 
 const OVERRUN = Symbol.for('remote-assist.channelOverrun');
+const OVERRAN = Symbol('sentPastWindow');
+
+/** Was `stream` an ssh2 channel closed because its peer sent past its window (`patchChannelOverrun`)? */
+export function sentPastWindow(stream: Duplex): boolean {
+  return (stream as { [OVERRAN]?: true })[OVERRAN] === true;
+}
 
 /**
  * ssh2 drops a data packet only when the channel's receive window is exactly 0. A
@@ -129,6 +135,7 @@ export function patchChannelOverrun(): boolean {
   const push = proto.push;
   const guarded = function pushWithinWindow(this: Duplex & { incoming?: { window?: number } }, chunk: unknown, encoding?: BufferEncoding): boolean {
     if (chunk !== null && (this.incoming?.window ?? 0) < 0) {
+      (this as { [OVERRAN]?: true })[OVERRAN] = true;
       if (!this.destroyed) this.destroy();
       return false;
     }

@@ -150,6 +150,9 @@ test('an agent that sends past its window: the broker closes the stream instead 
   await Promise.race([helperEnded, new Promise((_, reject) => setTimeout(() => reject(new Error("the helper's stream did not end")), 10_000))]);
   expect(got).toBeLessThan(sent); // what came after the overrun was dropped
   r.socket.destroy();
+  // The operator can tell why the stream ended.
+  await until(() => broker.proc.lines.some((l) => l.event === 'stream-overrun'));
+  expect(broker.proc.lines.find((l) => l.event === 'stream-overrun')).toMatchObject({ level: 'warn', dest: 'printer.lan:631' });
 });
 
 test.each([

@@ -1,4 +1,4 @@
-import { patchChannelDestroy, patchChannelOverrun, patchChannelRegrant } from '../../src/transport/ssh2-channel';
+import { patchChannelDestroy, patchChannelOverrun, patchChannelRegrant, sentPastWindow } from '../../src/transport/ssh2-channel';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { Channel } = require('ssh2/lib/Channel') as { Channel: new (client: unknown, info: unknown, opts?: unknown) => import('node:stream').Duplex & { close(): void } };
@@ -134,6 +134,7 @@ describe('patchChannelOverrun', () => {
     await tick();
     expect(got).toEqual([]);
     expect(sent).toContain('CLOSE');
+    expect(sentPastWindow(ch)).toBe(true); // for the broker's audit line
     ch.incoming.window -= 20_000;
     expect(ch.push(Buffer.alloc(20_000, 3))).toBe(false); // still dropped
     await tick();
@@ -149,5 +150,6 @@ describe('patchChannelOverrun', () => {
     expect(ch.push(Buffer.alloc(10))).toBe(true);
     await tick();
     expect(sent).not.toContain('CLOSE');
+    expect(sentPastWindow(ch)).toBe(false);
   });
 });
