@@ -6,12 +6,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { REPO, run, tempDir } from './harness';
 
-test('npm run bench -- --quick (httpfront, connections) produces a results file with numbers', async () => {
+test('npm run bench -- --quick (httpfront, connections, slowlink) produces a results file with numbers', async () => {
   const out = path.join(tempDir('rab-bench-'), 'results.json');
-  await run(process.execPath, [path.join(REPO, 'bench', 'run.js'), '--quick', '--skip-openssh', '--only', 'httpfront,connections', '--repeats', '1', '--out', out], 180_000);
+  await run(process.execPath, [path.join(REPO, 'bench', 'run.js'), '--quick', '--skip-openssh', '--only', 'httpfront,connections,slowlink', '--repeats', '1', '--out', out], 180_000);
   const results = JSON.parse(fs.readFileSync(out, 'utf8')) as { scenarios: Array<{ name: string; errors: string[]; rows: Array<{ metric: string; stats: Record<string, { median: number | null }> }> }> };
   const byName = Object.fromEntries(results.scenarios.map((s) => [s.name, s]));
-  for (const name of ['httpfront', 'connections']) {
+  for (const name of ['httpfront', 'connections', 'slowlink']) {
     expect(byName[name]).toBeDefined();
     expect(byName[name]!.errors).toEqual([]);
   }
@@ -19,6 +19,11 @@ test('npm run bench -- --quick (httpfront, connections) produces a results file 
   expect(median('httpfront', 'keep-alive requests/s via HTTP proxy')).toBeGreaterThan(0);
   expect(median('httpfront', 'keep-alive requests/s via SOCKS')).toBeGreaterThan(0);
   expect(median('connections', 'connections/s (sequential)')).toBeGreaterThan(0);
+  expect(median('slowlink', 'B same-connection p50, A downloading')).toBeGreaterThan(0);
+  // The relay really is a 10 Mbit/s link (1.19 MiB/s), or the scenario measures nothing.
+  const a = median('slowlink', 'A download while B runs');
+  expect(a).toBeGreaterThan(0);
+  expect(a).toBeLessThan(1.5);
 }, 240_000);
 
 test('bench/ab.js runs variants side by side, each with its own settings, and rejects a malformed one', async () => {
@@ -38,6 +43,13 @@ test('bench/ab.js runs variants side by side, each with its own settings, and re
   // the runs took turns: 2 repeats x 2 variants, each reported as it finished
   expect(stderr.match(/^\[ab\] connections run \d\/2 /gm)).toHaveLength(4);
   await expect(run(process.execPath, [ab, 'connections', 'not-a-setting'], 30_000)).rejects.toThrow('variant setting "not-a-setting": expected NAME=VALUE or --flag');
+
+  // --link: the chain reaches its broker through a paced relay (here 20 Mbit/s, 2.38 MiB/s).
+  const linked = await run(process.execPath, [ab, 'download', '--link', '20,5', '--mib', '2', '--repeats', '1', ''], 120_000);
+  const rate = Number.parseFloat(linked.stdout.split('\n').find((x) => x.startsWith('default '))!.slice('default'.length));
+  expect(rate).toBeGreaterThan(0);
+  expect(rate).toBeLessThan(2.9);
+  await expect(run(process.execPath, [ab, 'download', '--link', '20', ''], 30_000)).rejects.toThrow('--link needs MBIT,MS');
 }, 180_000);
 
 test('bench/ab.js --snapshot keeps a build that a build= variant then runs; a missing build is refused', async () => {
