@@ -135,8 +135,9 @@ export function patchChannelOverrun(): boolean {
   const push = proto.push;
   const guarded = function pushWithinWindow(this: Duplex & { incoming?: { window?: number } }, chunk: unknown, encoding?: BufferEncoding): boolean {
     if (chunk !== null && (this.incoming?.window ?? 0) < 0) {
-      (this as { [OVERRAN]?: true })[OVERRAN] = true;
-      if (!this.destroyed) this.destroy();
+      const ch = this as Duplex & { [OVERRAN]?: true };
+      if (!ch[OVERRAN] && !ch.destroyed) ch.destroy(); // once: later packets are only dropped
+      ch[OVERRAN] = true;
       return false;
     }
     return push.call(this, chunk, encoding);
