@@ -21,6 +21,10 @@ import { Timeouts } from '../protocol/constants';
 import { UNKNOWN_BOUND } from '../protocol/socks5';
 import type { Target } from '../protocol/target';
 import { awaitNamedOpen } from '../transport/open-failure';
+import { capReceiveWindow, markStreamInUse, noteRoundTrip, openWithStreamWindow, STREAM_WINDOW, type WindowScope } from '../transport/stream-window';
+
+/** The helper's leg is capped only when it is long (never the slowest stage on loopback or a LAN). */
+const HELPER_LEG: WindowScope = { longOnly: true };
 
 /** A connected stream plus the address the device connected from. */
 export interface OpenedStream {
@@ -39,8 +43,19 @@ export class SshStreamOpener implements StreamOpener {
   constructor(private readonly client: Client, private readonly timeoutMs = Timeouts.socksHandshake + Timeouts.dial + 2000) {}
 
   open(target: Target, signal?: AbortSignal): Promise<OpenedStream> {
+    const client = this.client;
     const opened = () => new Promise<ClientChannel>((resolve, reject) => {
-      this.client.forwardOut('127.0.0.1', 0, target.host, target.port, (err: Error | undefined, ch: ClientChannel) => (err ? reject(err) : resolve(ch)));
+      const asked = performance.now();
+      // Downloads flow broker → helper: over a long or slow leg, keep one stream's data in
+      // flight from being what the helper's other streams wait behind (transport/stream-window).
+      openWithStreamWindow(client, () => client.forwardOut('127.0.0.1', 0, target.host, target.port, (err: Error | undefined, ch: ClientChannel) => {
+        // Answered either way: the fastest answers (the broker's own refusals) time this leg.
+        noteRoundTrip(client, performance.now() - asked);
+        if (err) return reject(err);
+        capReceiveWindow(ch, STREAM_WINDOW, HELPER_LEG);
+        markStreamInUse(ch);
+        resolve(ch);
+      }), HELPER_LEG);
     });
     return awaitNamedOpen(opened, target, { timeoutMs: this.timeoutMs, peer: 'the broker', signal })
       .then((ch) => ({ stream: ch, bound: UNKNOWN_BOUND }));

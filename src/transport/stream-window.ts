@@ -32,6 +32,13 @@
  * put in the link's queue before its first adjust; from there it grows as TCP's
  * slow start does (STARTUP_GROWTH).
  *
+ * The broker applies all this to its device leg (downloads flow device → broker).
+ * Helpers apply it to their own leg (broker → helper) only while that leg is long
+ * (`WindowScope.longOnly`): there the queue forms when the helper's own link is the
+ * slow one, and a browser's clicks wait behind its download. On loopback and LANs
+ * the broker, not the helper's leg, is the slowest stage, so a cap there would only
+ * cost throughput.
+ *
  * Over a long device link the cap would throttle a stream for no one's benefit:
  * data in flight on the wire delays no other stream, only data queued at the
  * slowest stage does. Two downloads through the emulated WAN (20 ms device leg)
@@ -143,6 +150,8 @@ interface Entry {
   cap: number;
   /** The window while not shared: its opening window, then `base` plus what it delivers (ALONE_SLACK_MS). */
   alone: number;
+  /** Windows apply only while the connection's round trip is long (`WindowScope`). */
+  longOnly: boolean;
   /** The channel's readable buffer size while not shared (ssh2's); at most `cap` while shared. */
   aloneHighWaterMark: number;
   /** When data from the device last arrived on this channel (ms). */
@@ -190,6 +199,7 @@ type OpenForwarded = (chan: number, initWindow: number, maxPacket: number, cfg: 
 interface ProtocolInternals {
   channelWindowAdjust?: (recipient: number, amount: number) => unknown;
   forwardedTcpip?: OpenForwarded;
+  directTcpip?: OpenForwarded;
   [CAPS]?: Registry;
 }
 
@@ -311,7 +321,7 @@ function installRegistry(proto: ProtocolInternals, original: (recipient: number,
   proto[CAPS] = registry;
   proto.channelWindowAdjust = function capped(this: unknown, recipient: number, amount: number) {
     const entry = registry.entries.get(recipient);
-    if (!entry) return original.call(this, recipient, amount);
+    if (!entry || (entry.longOnly && registry.distance <= 0)) return original.call(this, recipient, amount);
     const shared = isShared(registry);
     if (entry.ch._readableState) entry.ch._readableState.highWaterMark = shared ? Math.min(entry.cap, entry.aloneHighWaterMark) : entry.aloneHighWaterMark;
     const cap = shared ? entry.cap : entry.alone;
@@ -325,9 +335,11 @@ function installRegistry(proto: ProtocolInternals, original: (recipient: number,
     entry.ch.incoming.window = granted + wanted;
     return wanted === 0 ? undefined : original.call(this, recipient, wanted);
   };
-  const open = proto.forwardedTcpip;
-  if (typeof open === 'function') {
-    proto.forwardedTcpip = function openForwarded(this: unknown, chan: number, initWindow: number, maxPacket: number, cfg: unknown) {
+  // Opens we make: forwarded-tcpip on the broker (to devices), direct-tcpip on helpers.
+  for (const name of ['forwardedTcpip', 'directTcpip'] as const) {
+    const open = proto[name];
+    if (typeof open !== 'function') continue;
+    proto[name] = function openArmed(this: unknown, chan: number, initWindow: number, maxPacket: number, cfg: unknown) {
       const armed = registry.armed;
       registry.armed = 0;
       if (armed > 0 && armed < initWindow) {
@@ -348,6 +360,17 @@ function registryOf(conn: object): Registry | undefined {
   return proto[CAPS] ?? installRegistry(proto, adjust);
 }
 
+/** Where windows apply on a connection. */
+export interface WindowScope {
+  /**
+   * Only while the connection's round trip is above LOCAL_RTT_MS. A helper's leg is
+   * never the slowest stage on loopback or a LAN (the broker, which decrypts and
+   * re-encrypts, is), so a cap there would cost throughput for nothing; over a long or
+   * slow leg what one stream has in flight is what the helper's other streams wait behind.
+   */
+  longOnly?: boolean;
+}
+
 /**
  * Run `open`, which must call ssh2's `forwardOut` on `conn` at once, so that the channel
  * it opens starts with a window sized to what the connection's streams deliver (the cap
@@ -356,9 +379,9 @@ function registryOf(conn: object): Registry | undefined {
  * `capReceiveWindow` in the open's callback, before anything else reads it: ssh2 still
  * believes it granted 2 MiB until then.
  */
-export function openWithStreamWindow<T>(conn: object, open: () => T): T {
+export function openWithStreamWindow<T>(conn: object, open: () => T, opts: WindowScope = {}): T {
   const registry = STREAM_WINDOW > 0 ? registryOf(conn) : undefined;
-  if (registry) registry.armed = openingWindow(registry);
+  if (registry && !(opts.longOnly && registry.distance <= 0)) registry.armed = openingWindow(registry);
   try {
     return open();
   } finally {
@@ -367,7 +390,7 @@ export function openWithStreamWindow<T>(conn: object, open: () => T): T {
 }
 
 /** Cap how much unconsumed data the peer may send on `channel` (an ssh2 channel) while its connection is shared. */
-export function capReceiveWindow(channel: Duplex, cap: number = STREAM_WINDOW): void {
+export function capReceiveWindow(channel: Duplex, cap: number = STREAM_WINDOW, scope: WindowScope = {}): void {
   const ch = channel as unknown as ChannelInternals;
   const proto = ch._client?._protocol;
   const adjust = proto?.channelWindowAdjust;
@@ -382,7 +405,7 @@ export function capReceiveWindow(channel: Duplex, cap: number = STREAM_WINDOW): 
     ch.incoming.window -= less;
   }
   const entry: Entry = {
-    ch, base: cap, cap, alone: Math.max(cap, ch.incoming.window),
+    ch, base: cap, cap, alone: Math.max(cap, ch.incoming.window), longOnly: scope.longOnly === true,
     aloneHighWaterMark: ch._readableState?.highWaterMark ?? 0, lastActive: 0, since: 0, bytes: 0, rates: [],
     startup: true, startupBest: 0, plateaus: 0,
   };

@@ -166,6 +166,58 @@ test('a stream alone over a long fast link grows from its opening window to ssh2
   expect(maxCredit).toBeGreaterThanOrEqual(MAX_WINDOW / 2);
 });
 
+describe("a helper's leg (WindowScope longOnly)", () => {
+  test('on loopback or a LAN it is left to ssh2; once its round trip is long, two streams are capped', () => {
+    const cap = 64 * 1024;
+    const { sent, proto } = setup();
+    const a = fakeChannel(1, proto);
+    const b = fakeChannel(2, proto);
+    capReceiveWindow(a, cap, { longOnly: true });
+    capReceiveWindow(b, cap, { longOnly: true });
+    markStreamInUse(a);
+    markStreamInUse(b);
+    b.push(BYTE); // shared
+    noteRoundTrip(a._client, 0.5); // loopback
+    const pa = peer(a, sent);
+    pa.send(200);
+    expect(pa.maxCredit).toBeGreaterThan(MAX_WINDOW / 2); // ssh2's windows, shared or not
+    noteRoundTrip(a._client, 30 + LOCAL_RTT_MS); // the fastest open so far was 0.5 ms...
+    pa.maxCredit = 0;
+    pa.send(200);
+    expect(pa.maxCredit).toBeGreaterThan(MAX_WINDOW / 2); // ...so still a local leg
+    const far = setup();
+    const c = fakeChannel(3, far.proto);
+    const d = fakeChannel(4, far.proto);
+    noteRoundTrip(c._client, 30 + LOCAL_RTT_MS);
+    capReceiveWindow(c, cap, { longOnly: true });
+    capReceiveWindow(d, cap, { longOnly: true });
+    markStreamInUse(c);
+    markStreamInUse(d);
+    d.push(BYTE);
+    const pc = peer(c, far.sent);
+    pc.send(70); // the opening 2 MiB is spent once
+    pc.maxCredit = 0;
+    pc.send(100);
+    expect(pc.maxCredit).toBeLessThan(MAX_WINDOW / 2); // capped (the cap plus what is in flight)
+  });
+
+  test('its direct-tcpip opens are armed only over a long leg', () => {
+    const { proto } = setup();
+    const opens: Array<[number, number]> = [];
+    const conn = { _protocol: Object.assign(proto, { directTcpip: (chan: number, w: number) => { opens.push([chan, w]); } }) };
+    const open = (chan: number) => (conn._protocol as unknown as { directTcpip(c: number, w: number, m: number, cfg: unknown): void }).directTcpip(chan, MAX_WINDOW, PACKET, {});
+    noteRoundTrip(conn, 0.5);
+    openWithStreamWindow(conn, () => open(1), { longOnly: true });
+    const far = setup();
+    const farOpens: Array<[number, number]> = [];
+    const farConn = { _protocol: Object.assign(far.proto, { directTcpip: (chan: number, w: number) => { farOpens.push([chan, w]); } }) };
+    noteRoundTrip(farConn, 30 + LOCAL_RTT_MS);
+    openWithStreamWindow(farConn, () => (farConn._protocol as unknown as { directTcpip(c: number, w: number, m: number, cfg: unknown): void }).directTcpip(2, MAX_WINDOW, PACKET, {}), { longOnly: true });
+    expect(opens).toEqual([[1, MAX_WINDOW]]);
+    expect(farOpens).toEqual([[2, 64 * 1024]]);
+  });
+});
+
 describe('opening windows (openWithStreamWindow)', () => {
   /** A connection whose forwardOut opens like ssh2's server: 2 MiB announced, 2 MiB believed on confirmation. */
   function connection() {
