@@ -26,9 +26,11 @@
  *                          with --snapshot (default: this checkout's bin/ and dist/)
  * Options   --repeats N (5)  --streams N (1)  --mib N (256)  --count N (2000)  --conns N (200)
  *           --settle MS (300)  how long A downloads before B starts (fairness)
- *           --link MBIT,MS   every chain's helpers and device reach its broker through
- *                            a link of MBIT Mbit/s each way per connection and MS ms
- *                            each way (bench/lib/delay-relay.js): a slow uplink
+ *           --link MBIT,MS[,DEVICE_MBIT]  every chain's helpers and device reach its
+ *                            broker through a link of MBIT Mbit/s each way per connection
+ *                            and MS ms each way (bench/lib/delay-relay.js): a slow uplink;
+ *                            DEVICE_MBIT gives the device's leg its own rate (0: delay only)
+ *           --same-helper    fairness: B's requests go through A's helper (one browser)
  *           --snapshot DIR   copy this checkout's current build to DIR and exit
  *           --help
  *
@@ -97,7 +99,7 @@ async function fairness(chain, o) {
   const held = new Promise((r) => { release = r; });
   const download = client.bulkUntilStopped({ socks: chain.socks, target: o.target }, () => held);
   await new Promise((r) => setTimeout(r, o.settle)); // let A's download reach speed
-  const b = await client.tinyLatency({ socks: chain.socksB, target: o.target, persistent: o.count, fresh: Math.max(10, Math.round(o.count / 7)), deadlineMs: 60_000 });
+  const b = await client.tinyLatency({ socks: o.sameHelper ? chain.socks : chain.socksB, target: o.target, persistent: o.count, fresh: Math.max(10, Math.round(o.count / 7)), deadlineMs: 60_000 });
   release();
   const a = await download;
   return { values: [b.persistent?.p50, b.persistent?.p99, b.fresh?.p50, b.fresh?.p99, a.MiBps], work: a.bytes / 1073741824, workUnit: 'GiB of A' };
@@ -110,13 +112,14 @@ function fmt(v) {
 
 async function main() {
   // Hand-parsed: a variant may itself start with "--" (a node flag), which a generic parser would reject.
-  const opts = { repeats: '5', streams: '1', mib: '256', count: '2000', conns: '200', settle: '300', link: undefined, snapshot: undefined, help: false };
+  const opts = { repeats: '5', streams: '1', mib: '256', count: '2000', conns: '200', settle: '300', link: undefined, snapshot: undefined, help: false, sameHelper: false };
   const positionals = [];
   const argv = process.argv.slice(2);
   for (let i = 0; i < argv.length; i++) {
     const m = /^--(repeats|streams|mib|count|conns|settle|link|snapshot)(?:=(.*))?$/.exec(argv[i]);
     if (m) opts[m[1]] = m[2] ?? argv[++i];
     else if (argv[i] === '--help' || argv[i] === '-h') opts.help = true;
+    else if (argv[i] === '--same-helper') opts.sameHelper = true;
     else positionals.push(argv[i]);
   }
   if (opts.snapshot) {
@@ -134,8 +137,9 @@ async function main() {
   const scenario = SCENARIOS[name];
   const o = { repeats: Number(opts.repeats), streams: Number(opts.streams), mib: Number(opts.mib), count: Number(opts.count), conns: Number(opts.conns), settle: Number(opts.settle) };
   for (const [k, v] of Object.entries(o)) if (!Number.isInteger(v) || v < 1) throw new Error(`--${k} must be a positive integer`);
+  o.sameHelper = opts.sameHelper;
   const link = opts.link === undefined ? undefined : opts.link.split(',').map(Number);
-  if (link && !(link.length === 2 && link[0] > 0 && link[1] >= 0)) throw new Error('--link needs MBIT,MS (e.g. 10,10)');
+  if (link && !((link.length === 2 || link.length === 3) && link[0] > 0 && link[1] >= 0 && (link[2] ?? 0) >= 0)) throw new Error('--link needs MBIT,MS[,DEVICE_MBIT] (e.g. 10,10)');
   const variants = variantArgs.map(parseVariant);
   if (!isRunnableCode(ROOT)) throw new Error('dist/ is missing: run npm run build first');
 
@@ -150,7 +154,9 @@ async function main() {
     if (link) {
       // Its own broker, reached through the link relay by the helpers and the device.
       const broker = await ours.startBroker(chainDir, { nodeArgs: v.nodeArgs, env: v.env });
-      const relay = procs.startNode(path.join(__dirname, 'lib', 'delay-relay.js'), [String(link[1]), `${broker.port},${broker.port}`, String((link[0] * 1e6) / 8)], { name: `link-relay-${i}`, logFile: path.join(dir, `relay-${i}.log`) });
+      const bytesPerS = (mbit) => String((mbit * 1e6) / 8);
+      const rates = `${bytesPerS(link[0])},${bytesPerS(link[2] ?? link[0])}`; // helpers' leg, device's leg
+      const relay = procs.startNode(path.join(__dirname, 'lib', 'delay-relay.js'), [String(link[1]), `${broker.port},${broker.port}`, rates], { name: `link-relay-${i}`, logFile: path.join(dir, `relay-${i}.log`) });
       const ports = await new Promise((resolve) => relay.once('message', (m) => resolve(m.ports)));
       Object.assign(chainOpts, { broker, helperAddress: `127.0.0.1:${ports[0]}`, deviceAddress: `127.0.0.1:${ports[1]}` });
     }

@@ -10,7 +10,8 @@
  * beyond that the relay stops reading, and the sender's TCP buffers fill as they
  * would in front of a real modem.
  *
- * Usage (forked with IPC): node delay-relay.js DELAY_MS TARGET_PORT[,TARGET_PORT...] [RATE_BYTES_PER_S]
+ * Usage (forked with IPC): node delay-relay.js DELAY_MS TARGET_PORT[,TARGET_PORT...] [RATE_BYTES_PER_S[,...]]
+ * (one rate for all targets, or one per target; 0 = delay only)
  * Listens on one free 127.0.0.1 port per target and sends {ports:[...]} over IPC.
  * Timers with equal durations fire in insertion order in Node, so ordering holds.
  */
@@ -95,8 +96,9 @@ function relayServer(targetPort, delayMs, rate = 0) {
 if (require.main === module) {
   const delayMs = Number(process.argv[2]);
   const targets = String(process.argv[3]).split(',').map(Number);
-  const rate = Number(process.argv[4] ?? 0) || 0;
-  Promise.all(targets.map((t) => relayServer(t, delayMs, rate))).then((ports) => {
+  // One rate for every target, or one per target (0: delay only).
+  const rates = String(process.argv[4] ?? '0').split(',').map((r) => Number(r) || 0);
+  Promise.all(targets.map((t, i) => relayServer(t, delayMs, rates.length > 1 ? rates[i] ?? 0 : rates[0]))).then((ports) => {
     process.send({ ports });
   });
   process.on('disconnect', () => process.exit(0));

@@ -466,60 +466,72 @@ async function wan(ctx, res) {
  * each way with `slowDelayMs` one way per leg (a device on a 10 Mbit/s uplink).
  * What one download keeps in flight beyond the link's bandwidth-delay product
  * waits in the link's queue, and every other stream's reply waits behind it.
+ * Then the same with only the helpers' leg slow and B's requests through A's helper
+ * (one browser on a slow connection, downloading and clicking).
  */
 async function slowlink(ctx, res) {
-  const { sizes, dir } = ctx;
-  const delay = sizes.slowDelayMs;
+  const { sizes } = ctx;
   const rate = (sizes.slowRateMbit * 1e6) / 8;
-  res.note(`every relayed connection limited to ${sizes.slowRateMbit} Mbit/s (${(rate / MiB).toFixed(2)} MiB/s) each way, ${delay} ms each way on the helper-broker and broker-device legs (user-space relays; what waits for a link queues in the relay, then in the sender's TCP buffers); ` +
-    `helper A downloads without pause; after ${sizes.slowSettleMs / 1000} s helper B makes ${sizes.slowPersistent} tiny requests on one connection, then ${sizes.slowFresh} new connections with one request each (time to the response, SOCKS included)`);
-  const slowDir = path.join(dir, 'slowlink');
+  res.note(`${sizes.slowRateMbit} Mbit/s (${(rate / MiB).toFixed(2)} MiB/s) each way per relayed connection, ${sizes.slowDelayMs} ms each way on the helper-broker and broker-device legs (user-space relays; what waits for a link queues in the relay, then in the sender's TCP buffers); ` +
+    `helper A downloads without pause; after ${sizes.slowSettleMs / 1000} s helper B makes ${sizes.slowPersistent} tiny requests on one connection, then ${sizes.slowFresh} new connections with one request each (time to the response, SOCKS included). ` +
+    `First every leg is slow; then ("one helper on a slow link") only the helpers' leg is, and B's requests go through A's helper`);
+  const budget = new Budget(sizes.budgetS.slowlink);
+  await slowlinkPart(ctx, res, budget, { tag: 'slow', rates: [rate, rate], sameHelper: false, prefix: '' });
+  await slowlinkPart(ctx, res, budget, { tag: 'slowhelper', rates: [rate, 0], sameHelper: true, prefix: 'one helper on a slow link: ' });
+}
+
+/** One slowlink setting: `rates` = [helpers' leg, device's leg] in bytes/s (0: delay only). */
+async function slowlinkPart(ctx, res, budget, { tag, rates, sameHelper, prefix }) {
+  const { sizes, dir } = ctx;
+  const slowDir = path.join(dir, tag);
   fs.mkdirSync(slowDir, { recursive: true });
   const targets = [];
-  if (ctx.sshd) targets.push(ctx.sshd.port, ctx.sshd.port);
-  const broker = await ours.startBroker(slowDir, { name: 'broker-slow' });
+  const legRates = [];
+  if (ctx.sshd) targets.push(ctx.sshd.port, ctx.sshd.port), legRates.push(...rates);
+  const broker = await ours.startBroker(slowDir, { name: `broker-${tag}` });
   targets.push(broker.port, broker.port);
-  const relay = procs.startNode(path.join(__dirname, 'delay-relay.js'), [String(delay), targets.join(','), String(rate)], { name: 'link-relay', logFile: path.join(slowDir, 'relay.log') });
+  legRates.push(...rates);
+  const relay = procs.startNode(path.join(__dirname, 'delay-relay.js'), [String(sizes.slowDelayMs), targets.join(','), legRates.join(',')], { name: `link-relay-${tag}`, logFile: path.join(slowDir, 'relay.log') });
   const ports = await new Promise((resolve, reject) => {
     relay.once('message', (m) => resolve(m.ports));
     relay.once('exit', (c) => reject(new Error(`link relay exited (${c})`)));
   });
+  const helpers = sameHelper ? 1 : 2;
   const chains = [];
-  const budget = new Budget(sizes.budgetS.slowlink);
   try {
     if (ctx.sshd) {
       for (const variant of ['N', 'tt']) {
-        ctx.log(`slowlink: starting OpenSSH (${variant}) chain through the link relays`);
+        ctx.log(`slowlink: starting OpenSSH (${variant}) chain through the link relays (${tag})`);
         try {
-          chains.push(await ossh.startChain(ctx.sshd, ctx.target, { variant, helpers: 2, helperPort: ports[0], devicePort: ports[1] }));
+          chains.push(await ossh.startChain(ctx.sshd, ctx.target, { variant, helpers, helperPort: ports[0], devicePort: ports[1] }));
         } catch (err) {
           res.error(`openssh-${variant}: ${err.message}`);
         }
       }
     }
     const ob = ctx.sshd ? 2 : 0;
-    ctx.log('slowlink: starting our chain through the link relays');
-    chains.push(await ours.startChain(slowDir, ctx.target, { broker, helpers: 2, helperAddress: `127.0.0.1:${ports[ob]}`, deviceAddress: `127.0.0.1:${ports[ob + 1]}`, tag: '-slow' }));
+    ctx.log(`slowlink: starting our chain through the link relays (${tag})`);
+    chains.push(await ours.startChain(slowDir, ctx.target, { broker, helpers, helperAddress: `127.0.0.1:${ports[ob]}`, deviceAddress: `127.0.0.1:${ports[ob + 1]}`, tag: `-${tag}` }));
     await eachRun({ reps: sizes.repeats.slowlink, items: (rep) => rotated(chains, rep), budget, res, label: (v) => v.name }, async (v, rep) => {
-      ctx.log(`slowlink: helper B while helper A downloads via ${v.name} (run ${rep + 1}/${sizes.repeats.slowlink})`);
+      ctx.log(`slowlink: ${prefix || 'every leg slow: '}helper B while helper A downloads via ${v.name} (run ${rep + 1}/${sizes.repeats.slowlink})`);
       const a = startJob('bulkUntilStopped', { socks: v.socks, target: ctx.target }, { hardTimeoutMs: sizes.jobCapMs * 2 + 120_000 });
       await Promise.race([a.held, a.done]);
       await sleep(sizes.slowSettleMs);
       let b;
       try {
-        b = await runJob('tinyLatency', { socks: v.socksB, target: ctx.target, persistent: sizes.slowPersistent, fresh: sizes.slowFresh, deadlineMs: budget.jobMs(sizes.jobCapMs) }, { hardTimeoutMs: sizes.jobCapMs + 60_000 });
+        b = await runJob('tinyLatency', { socks: sameHelper ? v.socks : v.socksB, target: ctx.target, persistent: sizes.slowPersistent, fresh: sizes.slowFresh, deadlineMs: budget.jobMs(sizes.jobCapMs) }, { hardTimeoutMs: sizes.jobCapMs + 60_000 });
       } finally {
         a.release();
       }
       const ar = await a.done;
-      if (b.partial) res.partial(`${v.name}: helper B made ${b.persistent.n}/${sizes.slowPersistent} requests and ${b.fresh.n}/${sizes.slowFresh} connections in time`);
-      if (b.errors) res.error(`${v.name}: helper B had ${b.errors} errors (first: ${b.firstError})`);
-      res.add('B same-connection p50, A downloading', 'ms', 'lower', v.name, b.persistent.p50);
-      res.add('B same-connection worst, A downloading', 'ms', 'lower', v.name, b.persistent.max);
-      res.add('B new connection to response p50, A downloading', 'ms', 'lower', v.name, b.fresh.p50);
-      res.add('B new connection to response worst, A downloading', 'ms', 'lower', v.name, b.fresh.max);
-      res.add('A download while B runs', 'MiB/s', 'higher', v.name, ar.MiBps);
-      res.raw({ variant: v.name, rep, b, a: ar });
+      if (b.partial) res.partial(`${prefix}${v.name}: helper B made ${b.persistent.n}/${sizes.slowPersistent} requests and ${b.fresh.n}/${sizes.slowFresh} connections in time`);
+      if (b.errors) res.error(`${prefix}${v.name}: helper B had ${b.errors} errors (first: ${b.firstError})`);
+      res.add(`${prefix}B same-connection p50, A downloading`, 'ms', 'lower', v.name, b.persistent.p50);
+      res.add(`${prefix}B same-connection worst, A downloading`, 'ms', 'lower', v.name, b.persistent.max);
+      res.add(`${prefix}B new connection to response p50, A downloading`, 'ms', 'lower', v.name, b.fresh.p50);
+      res.add(`${prefix}B new connection to response worst, A downloading`, 'ms', 'lower', v.name, b.fresh.max);
+      res.add(`${prefix}A download while B runs`, 'MiB/s', 'higher', v.name, ar.MiBps);
+      res.raw({ part: tag, variant: v.name, rep, b, a: ar });
       await sleep(1000); // let the links' queues drain before the next chain
     });
   } finally {
