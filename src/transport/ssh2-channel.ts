@@ -13,18 +13,23 @@ import type { Duplex } from 'node:stream';
 
 const PATCHED = Symbol.for('remote-assist.channelDestroy');
 
+/** ssh2's Channel module, or undefined if it cannot be loaded (then nothing is patched). */
+function channelModule(): { Channel: { prototype: Duplex }; MAX_WINDOW?: unknown } | undefined {
+  try {
+    return require('ssh2/lib/Channel') as { Channel: { prototype: Duplex }; MAX_WINDOW?: unknown };
+  } catch {
+    return undefined;
+  }
+}
+
 interface ChannelProto {
   destroy: ((this: Duplex & { close(): void }) => unknown) & { [PATCHED]?: true };
 }
 
 /** Patch ssh2's Channel prototype once; false if already patched or ssh2 is not as expected. */
 export function patchChannelDestroy(): boolean {
-  let proto: ChannelProto;
-  try {
-    proto = (require('ssh2/lib/Channel') as { Channel: { prototype: ChannelProto } }).Channel.prototype;
-  } catch {
-    return false;
-  }
+  const proto = channelModule()?.Channel.prototype as ChannelProto | undefined;
+  if (!proto) return false;
   if (typeof proto.destroy !== 'function' || proto.destroy[PATCHED] || !/this\.end\(\);\s*this\.close\(\);/.test(String(proto.destroy))) return false;
   const destroy = function destroy(this: Duplex & { close(): void }) {
     const w = (this as unknown as { _writableState?: { ending?: boolean; errored?: unknown } })._writableState;
@@ -61,12 +66,7 @@ let maxWindow: number | undefined;
  */
 export function ssh2MaxWindow(): number {
   if (maxWindow === undefined) {
-    let w: unknown;
-    try {
-      w = (require('ssh2/lib/Channel') as { MAX_WINDOW?: unknown }).MAX_WINDOW;
-    } catch {
-      w = undefined;
-    }
+    const w = channelModule()?.MAX_WINDOW;
     maxWindow = typeof w === 'number' ? w : 2 * 1024 * 1024;
   }
   return maxWindow;
@@ -80,12 +80,8 @@ interface ReceivingChannel {
 
 /** Patch ssh2's Channel prototype once; false if already patched, disabled, or ssh2 is not as expected. */
 export function patchChannelRegrant(step: number = WINDOW_REGRANT_STEP): boolean {
-  let mod: { Channel: { prototype: Duplex }; MAX_WINDOW?: unknown };
-  try {
-    mod = require('ssh2/lib/Channel') as typeof mod;
-  } catch {
-    return false;
-  }
+  const mod = channelModule();
+  if (!mod) return false;
   const proto = mod.Channel.prototype as Duplex & { [REGRANT]?: true };
   const max = mod.MAX_WINDOW;
   const ownPush = Object.prototype.hasOwnProperty.call(proto, 'push') && !(proto.push as { [OVERRUN]?: true })[OVERRUN];
@@ -125,12 +121,8 @@ export function sentPastWindow(stream: Duplex): boolean {
  * speaks SSH installs it (`connectSsh`, the broker's server).
  */
 export function patchChannelOverrun(): boolean {
-  let proto: Duplex & { [OVERRUN]?: true };
-  try {
-    proto = (require('ssh2/lib/Channel') as { Channel: { prototype: Duplex & { [OVERRUN]?: true } } }).Channel.prototype;
-  } catch {
-    return false;
-  }
+  const proto = channelModule()?.Channel.prototype as (Duplex & { [OVERRUN]?: true }) | undefined;
+  if (!proto) return false;
   if (proto[OVERRUN]) return false;
   const push = proto.push;
   const guarded = function pushWithinWindow(this: Duplex & { incoming?: { window?: number } }, chunk: unknown, encoding?: BufferEncoding): boolean {

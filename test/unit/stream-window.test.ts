@@ -77,6 +77,23 @@ function twoStreamsInUse(cap: number, ids: [number, number] = [1, 2]) {
 
 afterEach(() => jest.useRealTimers());
 
+/** A fresh copy of the module, loaded with `name` set to `value` (its settings are read at load). */
+function loadWithEnv(name: string, value: string): typeof import('../../src/transport/stream-window') {
+  let mod: typeof import('../../src/transport/stream-window') | undefined;
+  const saved = process.env[name];
+  process.env[name] = value;
+  try {
+    jest.isolateModules(() => {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      mod = require('../../src/transport/stream-window') as typeof import('../../src/transport/stream-window');
+    });
+  } finally {
+    if (saved === undefined) delete process.env[name];
+    else process.env[name] = saved;
+  }
+  return mod!;
+}
+
 /**
  * One stream alone on a link `distanceMs` long (round trip), replayed in 1 ms ticks: the
  * peer sends what its credit allows, at most `perMs` bytes a tick (the link's
@@ -290,20 +307,9 @@ describe('opening windows (openWithStreamWindow)', () => {
   });
 
   test('with the cap off (BROKER_STREAM_WINDOW=0) opens keep ssh2\'s window', () => {
-    let mod: typeof import('../../src/transport/stream-window') | undefined;
-    const saved = process.env.BROKER_STREAM_WINDOW;
-    process.env.BROKER_STREAM_WINDOW = '0';
-    try {
-      jest.isolateModules(() => {
-        // eslint-disable-next-line @typescript-eslint/no-require-imports
-        mod = require('../../src/transport/stream-window') as typeof import('../../src/transport/stream-window');
-      });
-    } finally {
-      if (saved === undefined) delete process.env.BROKER_STREAM_WINDOW;
-      else process.env.BROKER_STREAM_WINDOW = saved;
-    }
+    const mod = loadWithEnv('BROKER_STREAM_WINDOW', '0');
     const { conn, opens } = connection();
-    mod!.openWithStreamWindow(conn, () => conn.forwardOut(1));
+    mod.openWithStreamWindow(conn, () => conn.forwardOut(1));
     expect(opens).toEqual([[1, MAX_WINDOW]]);
   });
 });
@@ -481,26 +487,15 @@ describe('over a long device link', () => {
 });
 
 test('with the channels\' re-grant step off (BROKER_WINDOW_STEP=0), a capped stream still gets one adjust per half cap', () => {
-  let mod: typeof import('../../src/transport/stream-window') | undefined;
-  const saved = process.env.BROKER_WINDOW_STEP;
-  process.env.BROKER_WINDOW_STEP = '0';
-  try {
-    jest.isolateModules(() => {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      mod = require('../../src/transport/stream-window') as typeof import('../../src/transport/stream-window');
-    });
-  } finally {
-    if (saved === undefined) delete process.env.BROKER_WINDOW_STEP;
-    else process.env.BROKER_WINDOW_STEP = saved;
-  }
+  const mod = loadWithEnv('BROKER_WINDOW_STEP', '0');
   const cap = 128 * 1024;
   const { sent, proto } = setup();
   const a = fakeChannel(1, proto);
   const b = fakeChannel(2, proto);
-  mod!.capReceiveWindow(a, cap);
-  mod!.capReceiveWindow(b, cap);
-  mod!.markStreamInUse(a);
-  mod!.markStreamInUse(b);
+  mod.capReceiveWindow(a, cap);
+  mod.capReceiveWindow(b, cap);
+  mod.markStreamInUse(a);
+  mod.markStreamInUse(b);
   b.push(BYTE);
   const pa = peer(a, sent);
   pa.send(70);
