@@ -93,10 +93,14 @@ describe('relay', () => {
       write(chunk: Buffer, _enc, cb) { order.push(`write:${chunk.length}`); setTimeout(cb, 5); },
     }) as Duplex & { server: boolean; eof: () => void };
     fake.server = true;
-    fake.eof = () => order.push('eof');
+    // Wait for the EOF itself, not a fixed time: a loaded CI machine delayed the
+    // 5 ms write callbacks past a 30 ms sleep once.
+    const eofSent = new Promise<void>((resolve) => {
+      fake.eof = () => { order.push('eof'); resolve(); };
+    });
     fake.write(Buffer.alloc(10));
     halfClose(fake);
-    await new Promise((r) => setTimeout(r, 30));
+    await eofSent;
     expect(order).toEqual(['write:10', 'write:0', 'eof']);
     expect(fake.writableEnded).toBe(false);
   });
@@ -248,7 +252,10 @@ describe('relay into an SSH channel', () => {
       const chunk = Buffer.alloc(64 * 1024, 1);
       // more than the 3 MiB the silent peer takes (the source buffers the rest): the relay holds the source
       for (let i = 0; i < 64; i++) src.write(chunk);
-      await new Promise((r) => setTimeout(r, 200));
+      // Poll (bounded) rather than sleep a fixed time: a loaded machine may take longer to fill the window.
+      for (const deadline = Date.now() + 10_000; channel.writableLength === 0 && Date.now() < deadline;) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
       expect(channel.writableLength).toBeGreaterThan(0);
       peer.destroy(); // the far end goes away while data waits for window
       const r = await done; // resolves only once both sides closed
