@@ -18,7 +18,7 @@
  *           concurrency         --conns connections at once, 20 tiny requests each:
  *                               requests/s, request p99, open p99 (ms)
  *           fairness            helper B's tiny request p50/p99 (one connection, then
- *                               new ones) while helper A downloads, and A's MiB/s
+ *                               new ones) while helper A downloads (or uploads), and A's MiB/s
  * VARIANT   comma-separated settings for our processes; "" (or "default") for none:
  *             NAME=VALUE   environment variable (e.g. BROKER_STREAM_WINDOW=0)
  *             --flag       node/V8 command-line flag (e.g. --max-semi-space-size=8)
@@ -31,6 +31,7 @@
  *                            and MS ms each way (bench/lib/delay-relay.js): a slow uplink;
  *                            DEVICE_MBIT gives the device's leg its own rate (0: delay only)
  *           --same-helper    fairness: B's requests go through A's helper (one browser)
+ *           --upload         fairness: A uploads instead of downloading
  *           --snapshot DIR   copy this checkout's current build to DIR and exit
  *           --help
  *
@@ -97,7 +98,7 @@ async function concurrency(chain, o) {
 async function fairness(chain, o) {
   let release;
   const held = new Promise((r) => { release = r; });
-  const download = client.bulkUntilStopped({ socks: chain.socks, target: o.target }, () => held);
+  const download = client.bulkUntilStopped({ socks: chain.socks, target: o.target, upload: o.upload }, () => held);
   await new Promise((r) => setTimeout(r, o.settle)); // let A's download reach speed
   const b = await client.tinyLatency({ socks: o.sameHelper ? chain.socks : chain.socksB, target: o.target, persistent: o.count, fresh: Math.max(10, Math.round(o.count / 7)), deadlineMs: 60_000 });
   release();
@@ -112,7 +113,7 @@ function fmt(v) {
 
 async function main() {
   // Hand-parsed: a variant may itself start with "--" (a node flag), which a generic parser would reject.
-  const opts = { repeats: '5', streams: '1', mib: '256', count: '2000', conns: '200', settle: '300', link: undefined, snapshot: undefined, help: false, sameHelper: false };
+  const opts = { repeats: '5', streams: '1', mib: '256', count: '2000', conns: '200', settle: '300', link: undefined, snapshot: undefined, help: false, sameHelper: false, upload: false };
   const positionals = [];
   const argv = process.argv.slice(2);
   for (let i = 0; i < argv.length; i++) {
@@ -120,6 +121,7 @@ async function main() {
     if (m) opts[m[1]] = m[2] ?? argv[++i];
     else if (argv[i] === '--help' || argv[i] === '-h') opts.help = true;
     else if (argv[i] === '--same-helper') opts.sameHelper = true;
+    else if (argv[i] === '--upload') opts.upload = true;
     else positionals.push(argv[i]);
   }
   if (opts.snapshot) {
@@ -138,6 +140,7 @@ async function main() {
   const o = { repeats: Number(opts.repeats), streams: Number(opts.streams), mib: Number(opts.mib), count: Number(opts.count), conns: Number(opts.conns), settle: Number(opts.settle) };
   for (const [k, v] of Object.entries(o)) if (!Number.isInteger(v) || v < 1) throw new Error(`--${k} must be a positive integer`);
   o.sameHelper = opts.sameHelper;
+  o.upload = opts.upload;
   const link = opts.link === undefined ? undefined : opts.link.split(',').map(Number);
   if (link && !((link.length === 2 || link.length === 3) && link[0] > 0 && link[1] >= 0 && (link[2] ?? 0) >= 0)) throw new Error('--link needs MBIT,MS[,DEVICE_MBIT] (e.g. 10,10)');
   const variants = variantArgs.map(parseVariant);

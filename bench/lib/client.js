@@ -373,20 +373,74 @@ async function tinyLatency({ socks, target, persistent, fresh, deadlineMs }) {
   return { persistent: pct(lat), fresh: pct(freshLat), errors, firstError, partial: lat.length < persistent || freshLat.length < fresh };
 }
 
-/** One long download until stop() is awaited: bytes and MiB/s while it ran. */
-async function bulkUntilStopped({ socks, target }, hold) {
+/** An upload until stopped keeps at most this much unacknowledged by the target. */
+const UPLOAD_IN_FLIGHT = 8 * 1024 * 1024;
+/** How long a stopped upload may take to arrive in full (8 MiB at 10 Mbit/s: 6.7 s). */
+const UPLOAD_DRAIN_MS = 30_000;
+
+/** One long download (or `upload`) until stop() is awaited: bytes and MiB/s while it ran. */
+async function bulkUntilStopped({ socks, target, upload = false }, hold) {
   const { sock } = await openStream(socks, target);
-  let got = 0;
   let closed = false;
-  sock.on('data', (c) => { got += c.length; });
   sock.once('close', () => { closed = true; });
   sock.resume();
   const t0 = nowMs();
-  sock.write(`G ${1024 ** 4}\n`);
+  if (!upload) {
+    let got = 0;
+    sock.on('data', (c) => { got += c.length; });
+    sock.write(`G ${1024 ** 4}\n`);
+    await hold({ started: true });
+    const ms = nowMs() - t0;
+    sock.destroy();
+    return { bytes: got, ms, MiBps: got / 1048576 / (ms / 1000), closedEarly: closed };
+  }
+  // Upload: the target counts what arrived (a line per 64 KiB), so the rate is what
+  // crossed the whole chain, taken over the last two thirds of the run (samples every
+  // 100 ms). At most UPLOAD_IN_FLIGHT is unacknowledged, far more than any chain's
+  // windows (the queue still forms at the slowest link), and once stopped the client
+  // waits until all of it has arrived: what loopback's socket buffers held (several
+  // MiB) would otherwise still cross a slow link during the next run.
+  sock.write('U\n');
+  const chunk = Buffer.alloc(64 * 1024, 0x75);
+  let sent = 0;
+  let acked = 0;
+  let stopped = false;
+  let waiting = false;
+  let text = '';
+  let onAck = () => {};
+  const pump = () => {
+    waiting = false;
+    while (!stopped && !sock.destroyed && sent - acked < UPLOAD_IN_FLIGHT) {
+      sent += chunk.length;
+      if (!sock.write(chunk)) { waiting = true; sock.once('drain', pump); return; }
+    }
+  };
+  sock.on('data', (c) => {
+    text += c.toString('latin1');
+    const nl = text.lastIndexOf('\n');
+    if (nl < 0) return;
+    acked = Number(text.slice(text.lastIndexOf('\n', nl - 1) + 1, nl)) || acked;
+    text = text.slice(nl + 1);
+    if (!waiting) pump();
+    onAck();
+  });
+  pump();
+  const samples = [];
+  const sampler = setInterval(() => samples.push([nowMs(), acked]), 100);
   await hold({ started: true });
-  const ms = nowMs() - t0;
+  stopped = true;
+  clearInterval(sampler);
+  const end = [nowMs(), acked];
+  const drained = await new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), UPLOAD_DRAIN_MS);
+    onAck = () => { if (acked >= sent) { clearTimeout(timer); resolve(true); } };
+    sock.once('close', () => { clearTimeout(timer); resolve(acked >= sent); });
+    onAck();
+  });
   sock.destroy();
-  return { bytes: got, ms, MiBps: got / 1048576 / (ms / 1000), closedEarly: closed };
+  const ms = end[0] - t0;
+  const from = samples.find(([t]) => t - t0 >= ms / 3) ?? [t0, 0];
+  return { bytes: end[1], ms, MiBps: (end[1] - from[1]) / 1048576 / ((end[0] - from[0]) / 1000), closedEarly: closed, drained };
 }
 
 /** `count` sequential new connections, curl-like SOCKS (greeting, then CONNECT), timing each step. */

@@ -6,6 +6,8 @@
  *
  *   "G <bytes>\n"  server streams <bytes> bytes, then ends       (bulk download)
  *   "P <bytes>\n"  server sinks <bytes> bytes, answers "OK\n"    (bulk upload)
+ *   "U\n"          server sinks until EOF, answering "<total bytes so far>\n" each
+ *                  time another 64 KiB arrived                   (upload until stopped)
  *   "E\n"          echo every following byte back               (tiny requests)
  *   "H\n"          hold the connection open, echo like "E"       (idle streams)
  *
@@ -55,6 +57,16 @@ function onConnection(sock) {
       sock.on('data', take);
       if (rest.length) take(rest);
       else if (left <= 0) take(Buffer.alloc(0));
+    } else if (cmd === 'U') {
+      let total = 0;
+      let told = 0;
+      const take = (c) => {
+        total += c.length;
+        if (total - told >= 64 * 1024) { told = total; sock.write(`${total}\n`); }
+      };
+      sock.on('data', take);
+      sock.on('end', () => sock.end(`${total}\n`));
+      if (rest.length) take(rest);
     } else if (cmd === 'E' || cmd === 'H') {
       if (rest.length) sock.write(rest);
       sock.on('data', (c) => sock.write(c));
