@@ -18,9 +18,26 @@ import { formatTarget, type Target } from '../protocol/target';
 import type { Policy } from '../policy/policy';
 import { generateIdentity, type Identity } from '../transport/keys';
 import { rejectChannel } from '../transport/open-failure';
+import { watchRoundTrip } from '../transport/round-trip';
 import { connectSsh, execChannel } from '../transport/ssh-client';
+import { capReceiveWindow, markStreamInUse, openWithStreamWindow, STREAM_WINDOW, type WindowScope } from '../transport/stream-window';
 import { serveNamedOpen } from './named-responder';
 import { serveSocksStream, type StreamReport } from './socks-responder';
+
+/**
+ * Uploads flow broker -> device: over a slow device downlink, what one stream has in
+ * flight is what every other stream's request waits behind. On loopback and LANs the
+ * broker is the slowest stage, and ssh2's windows stay.
+ */
+const DEVICE_LEG: WindowScope = { longOnly: true };
+
+/** Accept a broker-opened stream with a receive window sized for this device's leg. */
+function acceptWithStreamWindow(client: Client, accept: () => ClientChannel): ClientChannel {
+  const channel = openWithStreamWindow(client, accept, DEVICE_LEG);
+  capReceiveWindow(channel, STREAM_WINDOW, DEVICE_LEG);
+  markStreamInUse(channel);
+  return channel;
+}
 
 export interface ExposeOptions {
   broker: string;
@@ -72,6 +89,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       onNewHostKey: (fp) => this.emit('new-host-key', fp),
     });
     this.client = client;
+    watchRoundTrip(client);
     client.on('tcp connection', (info, accept, reject) => {
       const max = this.opts.maxStreams ?? Limits.channelsPerConnection;
       if (this.streams >= max) {
@@ -79,8 +97,8 @@ export class Agent extends EventEmitter<AgentEvents> {
         return rejectChannel(client, reject, OpenFailure.RESOURCE_SHORTAGE, `BRK_RATE_LIMITED: more than ${max} streams at once on this device`);
       }
       const open = parseNamedOpen(info.srcIP, info.srcPort);
-      if (open.kind === 'socks') return this.serve(accept(), info.srcPort);
-      if (open.kind === 'connect') return this.serveNamed(client, open.helper, open.target, accept, reject);
+      if (open.kind === 'socks') return this.serve(acceptWithStreamWindow(client, accept), info.srcPort);
+      if (open.kind === 'connect') return this.serveNamed(client, open.helper, open.target, () => acceptWithStreamWindow(client, accept), reject);
       // A probe (the broker timing this link) or a named open we cannot read: refuse at once.
       const err = open.kind === 'probe' ? new BrokerError('BRK_BAD_REQUEST', 'probe') : open.error;
       if (open.kind === 'invalid') this.log.warn('refused a malformed stream request from the broker', { code: err.code, reason: err.message });

@@ -18,11 +18,20 @@ import { encodeReply } from '../protocol/socks5';
 import { acceptSocksConnect, answer } from '../protocol/socks-handshake';
 import { makeTarget, type Target } from '../protocol/target';
 import { rejectChannel } from '../transport/open-failure';
+import { watchRoundTrip } from '../transport/round-trip';
+import { capReceiveWindow, markStreamInUse, openWithStreamWindow, STREAM_WINDOW, type WindowScope } from '../transport/stream-window';
 import { acceptTerminalRequests } from './agent-connection';
 import { auditRefused, openRoute, runRoute } from './router';
 import type { BrokerMetrics } from './metrics';
 import type { HelperLink, Session } from './sessions';
 import { crlf, eventText } from './text';
+
+/**
+ * Uploads flow helper -> broker: over a slow helper uplink, what one of its streams has
+ * in flight is what its other streams (a browser's clicks beside an upload) wait
+ * behind. On loopback and LANs the broker is the slowest stage, and ssh2's windows stay.
+ */
+const HELPER_LEG: WindowScope = { longOnly: true };
 
 /** Wire up an authenticated helper connection; returns its link (already registered in the session). */
 export function handleHelper(conn: Connection, session: Session, info: HelperInfo, log: Logger, metrics?: BrokerMetrics): HelperLink {
@@ -40,6 +49,7 @@ export function handleHelper(conn: Connection, session: Session, info: HelperInf
     },
   };
   session.helpers.set(info.id, link);
+  watchRoundTrip(conn);
   let openChannels = 0;
   const track = (ch: ServerChannel) => {
     openChannels++;
@@ -112,8 +122,10 @@ export function handleHelper(conn: Connection, session: Session, info: HelperInf
         const code = fromSocksReply(out.rep);
         return rejectChannel(conn, reject, toOpenFailure(code), `${code}: ${out.reason}`);
       }
-      const ch = accept();
+      const ch = openWithStreamWindow(conn, accept, HELPER_LEG);
       if (!ch) { out.stream.channel.destroy(); return; }
+      capReceiveWindow(ch, STREAM_WINDOW, HELPER_LEG);
+      markStreamInUse(ch);
       track(ch);
       void runRoute(session, link, target, ch, out.stream.channel, log, 'direct-tcpip', metrics);
     });

@@ -37,7 +37,10 @@
  * (`WindowScope.longOnly`): there the queue forms when the helper's own link is the
  * slow one, and a browser's clicks wait behind its download. On loopback and LANs
  * the broker, not the helper's leg, is the slowest stage, so a cap there would only
- * cost throughput.
+ * cost throughput. Devices (`broker-agent expose`) do the same for uploads, on the
+ * channels they accept (broker → device): over a slow device downlink one helper's
+ * upload would otherwise put 2 MiB in front of every other helper's request. Their leg's
+ * round trip is timed with global requests (`transport/round-trip.ts`).
  *
  * Over a long device link the cap would throttle a stream for no one's benefit:
  * data in flight on the wire delays no other stream, only data queued at the
@@ -188,18 +191,20 @@ interface Registry {
   /** The best rate (bytes/ms) a stream delivered lately, and when: new streams open with a window to match. */
   rate: number;
   rateAt: number;
-  /** The opening window for the next `forwarded-tcpip` open (`openWithStreamWindow`), 0 when none is armed. */
+  /** The opening window for the next channel we open or accept (`openWithStreamWindow`), 0 when none is armed. */
   armed: number;
   /** By local channel id: how much less than ssh2 believes a channel's opening window was. */
   opening: Map<number, number>;
 }
 
 type OpenForwarded = (chan: number, initWindow: number, maxPacket: number, cfg: unknown) => unknown;
+type ConfirmOpen = (remote: number, local: number, initWindow: number, maxPacket: number) => unknown;
 
 interface ProtocolInternals {
   channelWindowAdjust?: (recipient: number, amount: number) => unknown;
   forwardedTcpip?: OpenForwarded;
   directTcpip?: OpenForwarded;
+  channelOpenConfirm?: ConfirmOpen;
   [CAPS]?: Registry;
 }
 
@@ -335,19 +340,30 @@ function installRegistry(proto: ProtocolInternals, original: (recipient: number,
     entry.ch.incoming.window = granted + wanted;
     return wanted === 0 ? undefined : original.call(this, recipient, wanted);
   };
+  /** The window to announce for local channel `chan` instead of ssh2's `initWindow`, noting the difference. */
+  const announced = (chan: number, initWindow: number): number => {
+    const armed = registry.armed;
+    registry.armed = 0;
+    if (armed > 0 && armed < initWindow) {
+      registry.opening.set(chan, initWindow - armed);
+      return armed;
+    }
+    registry.opening.delete(chan);
+    return initWindow;
+  };
   // Opens we make: forwarded-tcpip on the broker (to devices), direct-tcpip on helpers.
   for (const name of ['forwardedTcpip', 'directTcpip'] as const) {
     const open = proto[name];
     if (typeof open !== 'function') continue;
     proto[name] = function openArmed(this: unknown, chan: number, initWindow: number, maxPacket: number, cfg: unknown) {
-      const armed = registry.armed;
-      registry.armed = 0;
-      if (armed > 0 && armed < initWindow) {
-        registry.opening.set(chan, initWindow - armed);
-        return open.call(this, chan, armed, maxPacket, cfg);
-      }
-      registry.opening.delete(chan);
-      return open.call(this, chan, initWindow, maxPacket, cfg);
+      return open.call(this, chan, announced(chan, initWindow), maxPacket, cfg);
+    };
+  }
+  // Opens we accept: forwarded-tcpip on devices, direct-tcpip from helpers on the broker (uploads).
+  const confirm = proto.channelOpenConfirm;
+  if (typeof confirm === 'function') {
+    proto.channelOpenConfirm = function confirmArmed(this: unknown, remote: number, local: number, initWindow: number, maxPacket: number) {
+      return confirm.call(this, remote, local, announced(local, initWindow), maxPacket);
     };
   }
   return registry;
@@ -372,12 +388,13 @@ export interface WindowScope {
 }
 
 /**
- * Run `open`, which must call ssh2's `forwardOut` on `conn` at once, so that the channel
- * it opens starts with a window sized to what the connection's streams deliver (the cap
- * when nothing is known) instead of ssh2's 2 MiB, which a download alone would put in
- * the queue of a slow link before its first window adjust. Pass the channel to
- * `capReceiveWindow` in the open's callback, before anything else reads it: ssh2 still
- * believes it granted 2 MiB until then.
+ * Run `open`, which must open a channel on `conn` at once (ssh2's `forwardOut`) or accept
+ * one (the `accept()` of a 'tcp connection' event), so that the channel starts with a
+ * window sized to what the connection's streams deliver (the cap when nothing is known)
+ * instead of ssh2's 2 MiB, which a download alone would put in the queue of a slow link
+ * before its first window adjust. Pass the channel to `capReceiveWindow` once it is open
+ * (in the open's callback; right after `accept()`), before anything else reads it: ssh2
+ * still believes it granted 2 MiB until then.
  */
 export function openWithStreamWindow<T>(conn: object, open: () => T, opts: WindowScope = {}): T {
   const registry = STREAM_WINDOW > 0 ? registryOf(conn) : undefined;

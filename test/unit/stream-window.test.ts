@@ -306,6 +306,34 @@ describe('opening windows (openWithStreamWindow)', () => {
     expect(ch.incoming.window).toBe(MAX_WINDOW);
   });
 
+  test('an accepted open (a device accepting the broker\'s stream) announces the armed window in its confirmation; unarmed ones keep ssh2\'s', () => {
+    const cap = 64 * 1024;
+    const { sent, proto } = setup();
+    const confirms: Array<[number, number, number]> = [];
+    const conn = { _protocol: Object.assign(proto, { channelOpenConfirm: (remote: number, local: number, w: number) => { confirms.push([remote, local, w]); } }) };
+    /** ssh2 client's accept(): the channel believes MAX_WINDOW, then the confirmation is sent. */
+    const accept = (remote: number, local: number) => {
+      const ch = fakeChannel(remote, proto) as ReturnType<typeof fakeChannel> & { incoming: { id: number } };
+      ch.incoming = { window: MAX_WINDOW, id: local };
+      (conn._protocol as unknown as { channelOpenConfirm(r: number, l: number, w: number, m: number): void }).channelOpenConfirm(remote, local, MAX_WINDOW, PACKET);
+      return ch;
+    };
+    noteRoundTrip(conn, 30 + LOCAL_RTT_MS);
+    const ch = openWithStreamWindow(conn, () => accept(7, 1), { longOnly: true });
+    capReceiveWindow(ch, cap, { longOnly: true });
+    expect(confirms).toEqual([[7, 1, cap]]);
+    expect(ch.incoming.window).toBe(cap);
+    markStreamInUse(ch);
+    const p = peer(ch, sent);
+    p.credit = cap;
+    p.send(2);
+    expect(p.maxCredit).toBeLessThan(cap + 2 * PACKET);
+    const plain = accept(8, 2); // not armed
+    capReceiveWindow(plain, cap, { longOnly: true });
+    expect(confirms[1]).toEqual([8, 2, MAX_WINDOW]);
+    expect(plain.incoming.window).toBe(MAX_WINDOW);
+  });
+
   test('with the cap off (BROKER_STREAM_WINDOW=0) opens keep ssh2\'s window', () => {
     const mod = loadWithEnv('BROKER_STREAM_WINDOW', '0');
     const { conn, opens } = connection();
