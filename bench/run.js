@@ -30,10 +30,10 @@ const TITLES = {
   bulk: 'bulk transfer (1 stream and 8 parallel streams, download and upload)',
   connections: 'connection setup (sequential new connections, one tiny request each)',
   concurrency: 'concurrency (concurrent connections x requests; idle streams held open)',
-  fairness: 'fairness (helper B tiny requests while helper A downloads through the same device)',
+  fairness: 'fairness (helper B tiny requests while helper A downloads, then uploads, through the same device)',
   memory: 'memory (server memory per idle session and per open stream)',
   wan: 'emulated WAN (10 ms each way on both legs; time to greeting, success, first byte; downloads alone, beside an idle connection and two at once; an upload; bursts)',
-  slowlink: 'slow link (10 Mbit/s each way per connection, 10 ms each way per leg): helper B\'s tiny requests and new connections while helper A downloads; then one helper on a slow link',
+  slowlink: 'slow link (10 Mbit/s each way per connection, 10 ms each way per leg): helper B\'s tiny requests and new connections while helper A downloads; then one helper on a slow link; then A uploads over a slow device downlink and over one helper\'s slow uplink',
   httpfront: 'HTTP proxy front-end vs SOCKS front-end (small keep-alive requests)',
 };
 
@@ -71,7 +71,7 @@ function sizesFor(o) {
     httpRequests: 1000,
     repeats: { bulk: 3, connections: 3, concurrency: 3, fairness: 2, wan: 1, slowlink: 2, httpfront: 5 },
     jobCapMs: 120_000,
-    budgetS: { bulk: 900, connections: 450, concurrency: 600, fairness: 400, memory: 400, wan: 300, slowlink: 600, httpfront: 200 },
+    budgetS: { bulk: 900, connections: 450, concurrency: 600, fairness: 600, memory: 400, wan: 300, slowlink: 1000, httpfront: 200 },
   };
   const quick = {
     bulkBytes: 64 * 1024 ** 2, connCount: 200, connWarmup: 100, concConns: 50, concReqs: 10, idleStreams: 200,
@@ -81,7 +81,7 @@ function sizesFor(o) {
     httpRequests: 200,
     repeats: { bulk: 1, connections: 1, concurrency: 1, fairness: 1, wan: 1, slowlink: 1, httpfront: 2 },
     jobCapMs: 20_000,
-    budgetS: { bulk: 40, connections: 25, concurrency: 30, fairness: 30, memory: 40, wan: 30, slowlink: 90, httpfront: 30 },
+    budgetS: { bulk: 40, connections: 25, concurrency: 30, fairness: 30, memory: 40, wan: 30, slowlink: 150, httpfront: 30 },
   };
   const s = o.quick ? quick : full;
   if (o.repeats) for (const k of Object.keys(s.repeats)) s.repeats[k] = o.repeats;

@@ -398,8 +398,8 @@ async function bulkUntilStopped({ socks, target, upload = false }, hold) {
   // crossed the whole chain, taken over the last two thirds of the run (samples every
   // 100 ms). At most UPLOAD_IN_FLIGHT is unacknowledged, far more than any chain's
   // windows (the queue still forms at the slowest link), and once stopped the client
-  // waits until all of it has arrived: what loopback's socket buffers held (several
-  // MiB) would otherwise still cross a slow link during the next run.
+  // half-closes and waits until all of it has arrived: what loopback's socket buffers
+  // held (several MiB) would otherwise still cross a slow link during the next run.
   sock.write('U\n');
   const chunk = Buffer.alloc(64 * 1024, 0x75);
   let sent = 0;
@@ -431,6 +431,7 @@ async function bulkUntilStopped({ socks, target, upload = false }, hold) {
   stopped = true;
   clearInterval(sampler);
   const end = [nowMs(), acked];
+  sock.end(); // the target answers EOF with its final count (it acknowledges only per 64 KiB before)
   const drained = await new Promise((resolve) => {
     const timer = setTimeout(() => resolve(false), UPLOAD_DRAIN_MS);
     onAck = () => { if (acked >= sent) { clearTimeout(timer); resolve(true); } };

@@ -199,35 +199,41 @@ async function fairness(ctx, res) {
   const { sizes } = ctx;
   const variants = await ctx.variants();
   const budget = new Budget(sizes.budgetS.fairness);
-  res.note(`helper B: ${sizes.fairPersistent} tiny requests on one connection, then ${sizes.fairFresh} tiny requests on new connections; alone ("idle"), then while helper A downloads without pause through the same device ("loaded")`);
+  res.note(`helper B: ${sizes.fairPersistent} tiny requests on one connection, then ${sizes.fairFresh} tiny requests on new connections; alone ("idle"), then while helper A downloads without pause through the same device ("loaded"), then while A uploads (A's rate: what the target acknowledged)`);
   await eachRun({ reps: sizes.repeats.fairness, items: (rep) => rotated(variants, rep), budget, res, label: (v) => v.name }, async (v, rep) => {
     const socksB = v.name === 'direct' ? null : v.socksB;
     const bParams = { socks: socksB, target: ctx.target, persistent: sizes.fairPersistent, fresh: sizes.fairFresh };
     ctx.log(`fairness: helper B alone via ${v.name} (run ${rep + 1}/${sizes.repeats.fairness})`);
     const idle = await runJob('tinyLatency', { ...bParams, deadlineMs: budget.jobMs(sizes.jobCapMs) }, { hardTimeoutMs: sizes.jobCapMs + 60_000 });
-    ctx.log(`fairness: helper B while helper A downloads via ${v.name}`);
-    const a = startJob('bulkUntilStopped', { socks: v.socks, target: ctx.target }, { hardTimeoutMs: sizes.jobCapMs * 2 + 120_000 });
-    await Promise.race([a.held, a.done]);
-    await sleep(1000); // let the download reach steady state
-    let loaded;
-    try {
-      loaded = await runJob('tinyLatency', { ...bParams, deadlineMs: budget.jobMs(sizes.jobCapMs) }, { hardTimeoutMs: sizes.jobCapMs + 60_000 });
-    } finally {
-      a.release();
-    }
-    const ar = await a.done;
-    if (idle.partial || loaded.partial) res.partial(`${v.name}: helper B did not finish its requests in time`);
-    if (loaded.errors) res.error(`${v.name}: helper B had ${loaded.errors} errors under load (first: ${loaded.firstError})`);
+    if (idle.partial) res.partial(`${v.name}: helper B did not finish its requests in time`);
     res.add('B same-connection p50, idle', 'ms', 'lower', v.name, idle.persistent.p50);
     res.add('B same-connection p99, idle', 'ms', 'lower', v.name, idle.persistent.p99);
-    res.add('B same-connection p50, A downloading', 'ms', 'lower', v.name, loaded.persistent.p50);
-    res.add('B same-connection p99, A downloading', 'ms', 'lower', v.name, loaded.persistent.p99);
     res.add('B new-connection p50, idle', 'ms', 'lower', v.name, idle.fresh.p50);
     res.add('B new-connection p99, idle', 'ms', 'lower', v.name, idle.fresh.p99);
-    res.add('B new-connection p50, A downloading', 'ms', 'lower', v.name, loaded.fresh.p50);
-    res.add('B new-connection p99, A downloading', 'ms', 'lower', v.name, loaded.fresh.p99);
-    res.add('A download while B runs', 'MiB/s', 'higher', v.name, ar.MiBps);
-    res.raw({ variant: v.name, rep, idle, loaded, a: ar });
+    const raw = { variant: v.name, rep, idle };
+    for (const upload of [false, true]) {
+      const doing = upload ? 'uploading' : 'downloading';
+      ctx.log(`fairness: helper B while helper A is ${doing} via ${v.name}`);
+      const a = startJob('bulkUntilStopped', { socks: v.socks, target: ctx.target, upload }, { hardTimeoutMs: sizes.jobCapMs * 2 + 120_000 });
+      await Promise.race([a.held, a.done]);
+      await sleep(1000); // let the transfer reach steady state
+      let loaded;
+      try {
+        loaded = await runJob('tinyLatency', { ...bParams, deadlineMs: budget.jobMs(sizes.jobCapMs) }, { hardTimeoutMs: sizes.jobCapMs + 60_000 });
+      } finally {
+        a.release();
+      }
+      const ar = await a.done;
+      if (loaded.partial) res.partial(`${v.name}: helper B did not finish its requests in time (A ${doing})`);
+      if (loaded.errors) res.error(`${v.name}: helper B had ${loaded.errors} errors under load (first: ${loaded.firstError})`);
+      res.add(`B same-connection p50, A ${doing}`, 'ms', 'lower', v.name, loaded.persistent.p50);
+      res.add(`B same-connection p99, A ${doing}`, 'ms', 'lower', v.name, loaded.persistent.p99);
+      res.add(`B new-connection p50, A ${doing}`, 'ms', 'lower', v.name, loaded.fresh.p50);
+      res.add(`B new-connection p99, A ${doing}`, 'ms', 'lower', v.name, loaded.fresh.p99);
+      res.add(`A ${upload ? 'upload' : 'download'} while B runs`, 'MiB/s', 'higher', v.name, ar.MiBps);
+      raw[upload ? 'upload' : 'download'] = { loaded, a: ar };
+    }
+    res.raw(raw);
   });
 }
 
@@ -467,21 +473,28 @@ async function wan(ctx, res) {
  * What one download keeps in flight beyond the link's bandwidth-delay product
  * waits in the link's queue, and every other stream's reply waits behind it.
  * Then the same with only the helpers' leg slow and B's requests through A's helper
- * (one browser on a slow connection, downloading and clicking).
+ * (one browser on a slow connection, downloading and clicking). Then uploads, where
+ * the queue forms in front of the slow link on the way in: a device's slow downlink
+ * (helpers' legs only delayed), and one helper's slow uplink.
  */
 async function slowlink(ctx, res) {
   const { sizes } = ctx;
   const rate = (sizes.slowRateMbit * 1e6) / 8;
   res.note(`${sizes.slowRateMbit} Mbit/s (${(rate / MiB).toFixed(2)} MiB/s) each way per relayed connection, ${sizes.slowDelayMs} ms each way on the helper-broker and broker-device legs (user-space relays; what waits for a link queues in the relay, then in the sender's TCP buffers); ` +
     `helper A downloads without pause; after ${sizes.slowSettleMs / 1000} s helper B makes ${sizes.slowPersistent} tiny requests on one connection, then ${sizes.slowFresh} new connections with one request each (time to the response, SOCKS included). ` +
-    `First every leg is slow; then ("one helper on a slow link") only the helpers' leg is, and B's requests go through A's helper`);
+    `First every leg is slow; then ("one helper on a slow link") only the helpers' leg is, and B's requests go through A's helper. ` +
+    `Then A uploads instead: with only the device's leg slow ("slow device downlink"), and with one helper's leg slow, B through A's helper ("one helper's slow uplink"); ` +
+    `A's rate is what the target acknowledged, and a stopped upload is waited for until it has all arrived`);
   const budget = new Budget(sizes.budgetS.slowlink);
   await slowlinkPart(ctx, res, budget, { tag: 'slow', rates: [rate, rate], sameHelper: false, prefix: '' });
   await slowlinkPart(ctx, res, budget, { tag: 'slowhelper', rates: [rate, 0], sameHelper: true, prefix: 'one helper on a slow link: ' });
+  await slowlinkPart(ctx, res, budget, { tag: 'slowdevup', rates: [0, rate], sameHelper: false, upload: true, prefix: 'slow device downlink: ' });
+  await slowlinkPart(ctx, res, budget, { tag: 'slowhelperup', rates: [rate, 0], sameHelper: true, upload: true, prefix: 'one helper\'s slow uplink: ' });
 }
 
-/** One slowlink setting: `rates` = [helpers' leg, device's leg] in bytes/s (0: delay only). */
-async function slowlinkPart(ctx, res, budget, { tag, rates, sameHelper, prefix }) {
+/** One slowlink setting: `rates` = [helpers' leg, device's leg] in bytes/s (0: delay only); A downloads, or uploads. */
+async function slowlinkPart(ctx, res, budget, { tag, rates, sameHelper, upload = false, prefix }) {
+  const doing = upload ? 'uploading' : 'downloading';
   const { sizes, dir } = ctx;
   const slowDir = path.join(dir, tag);
   fs.mkdirSync(slowDir, { recursive: true });
@@ -513,8 +526,8 @@ async function slowlinkPart(ctx, res, budget, { tag, rates, sameHelper, prefix }
     ctx.log(`slowlink: starting our chain through the link relays (${tag})`);
     chains.push(await ours.startChain(slowDir, ctx.target, { broker, helpers, helperAddress: `127.0.0.1:${ports[ob]}`, deviceAddress: `127.0.0.1:${ports[ob + 1]}`, tag: `-${tag}` }));
     await eachRun({ reps: sizes.repeats.slowlink, items: (rep) => rotated(chains, rep), budget, res, label: (v) => v.name }, async (v, rep) => {
-      ctx.log(`slowlink: ${prefix || 'every leg slow: '}helper B while helper A downloads via ${v.name} (run ${rep + 1}/${sizes.repeats.slowlink})`);
-      const a = startJob('bulkUntilStopped', { socks: v.socks, target: ctx.target }, { hardTimeoutMs: sizes.jobCapMs * 2 + 120_000 });
+      ctx.log(`slowlink: ${prefix || 'every leg slow: '}helper B while helper A is ${doing} via ${v.name} (run ${rep + 1}/${sizes.repeats.slowlink})`);
+      const a = startJob('bulkUntilStopped', { socks: v.socks, target: ctx.target, upload }, { hardTimeoutMs: sizes.jobCapMs * 2 + 120_000 });
       await Promise.race([a.held, a.done]);
       await sleep(sizes.slowSettleMs);
       let b;
@@ -526,11 +539,12 @@ async function slowlinkPart(ctx, res, budget, { tag, rates, sameHelper, prefix }
       const ar = await a.done;
       if (b.partial) res.partial(`${prefix}${v.name}: helper B made ${b.persistent.n}/${sizes.slowPersistent} requests and ${b.fresh.n}/${sizes.slowFresh} connections in time`);
       if (b.errors) res.error(`${prefix}${v.name}: helper B had ${b.errors} errors (first: ${b.firstError})`);
-      res.add(`${prefix}B same-connection p50, A downloading`, 'ms', 'lower', v.name, b.persistent.p50);
-      res.add(`${prefix}B same-connection worst, A downloading`, 'ms', 'lower', v.name, b.persistent.max);
-      res.add(`${prefix}B new connection to response p50, A downloading`, 'ms', 'lower', v.name, b.fresh.p50);
-      res.add(`${prefix}B new connection to response worst, A downloading`, 'ms', 'lower', v.name, b.fresh.max);
-      res.add(`${prefix}A download while B runs`, 'MiB/s', 'higher', v.name, ar.MiBps);
+      if (upload && !ar.drained) res.partial(`${prefix}${v.name}: A's upload had not all arrived 30 s after it stopped`);
+      res.add(`${prefix}B same-connection p50, A ${doing}`, 'ms', 'lower', v.name, b.persistent.p50);
+      res.add(`${prefix}B same-connection worst, A ${doing}`, 'ms', 'lower', v.name, b.persistent.max);
+      res.add(`${prefix}B new connection to response p50, A ${doing}`, 'ms', 'lower', v.name, b.fresh.p50);
+      res.add(`${prefix}B new connection to response worst, A ${doing}`, 'ms', 'lower', v.name, b.fresh.max);
+      res.add(`${prefix}A ${upload ? 'upload' : 'download'} while B runs`, 'MiB/s', 'higher', v.name, ar.MiBps);
       res.raw({ part: tag, variant: v.name, rep, b, a: ar });
       await sleep(1000); // let the links' queues drain before the next chain
     });
