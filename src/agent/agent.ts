@@ -20,7 +20,7 @@ import { generateIdentity, type Identity } from '../transport/keys';
 import { rejectChannel } from '../transport/open-failure';
 import { watchRoundTrip } from '../transport/round-trip';
 import { connectSsh, execChannel } from '../transport/ssh-client';
-import { capReceiveWindow, markStreamInUse, openWithStreamWindow, STREAM_WINDOW, type WindowScope } from '../transport/stream-window';
+import { acceptWithStreamWindow, type WindowScope } from '../transport/stream-window';
 import { serveNamedOpen } from './named-responder';
 import { serveSocksStream, type StreamReport } from './socks-responder';
 
@@ -30,14 +30,6 @@ import { serveSocksStream, type StreamReport } from './socks-responder';
  * broker is the slowest stage, and ssh2's windows stay.
  */
 const DEVICE_LEG: WindowScope = { longOnly: true };
-
-/** Accept a broker-opened stream with a receive window sized for this device's leg. */
-function acceptWithStreamWindow(client: Client, accept: () => ClientChannel): ClientChannel {
-  const channel = openWithStreamWindow(client, accept, DEVICE_LEG);
-  capReceiveWindow(channel, STREAM_WINDOW, DEVICE_LEG);
-  markStreamInUse(channel);
-  return channel;
-}
 
 export interface ExposeOptions {
   broker: string;
@@ -97,8 +89,9 @@ export class Agent extends EventEmitter<AgentEvents> {
         return rejectChannel(client, reject, OpenFailure.RESOURCE_SHORTAGE, `BRK_RATE_LIMITED: more than ${max} streams at once on this device`);
       }
       const open = parseNamedOpen(info.srcIP, info.srcPort);
-      if (open.kind === 'socks') return this.serve(acceptWithStreamWindow(client, accept), info.srcPort);
-      if (open.kind === 'connect') return this.serveNamed(client, open.helper, open.target, () => acceptWithStreamWindow(client, accept), reject);
+      const acceptSized = () => acceptWithStreamWindow(client, accept, DEVICE_LEG);
+      if (open.kind === 'socks') return this.serve(acceptSized()!, info.srcPort);
+      if (open.kind === 'connect') return this.serveNamed(client, open.helper, open.target, acceptSized, reject);
       // A probe (the broker timing this link) or a named open we cannot read: refuse at once.
       const err = open.kind === 'probe' ? new BrokerError('BRK_BAD_REQUEST', 'probe') : open.error;
       if (open.kind === 'invalid') this.log.warn('refused a malformed stream request from the broker', { code: err.code, reason: err.message });
@@ -145,7 +138,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   /** A named open: dial, then accept the channel or refuse it with the exact outcome. */
-  private serveNamed(client: Client, helper: number, target: Target, accept: () => ClientChannel, reject: () => void): void {
+  private serveNamed(client: Client, helper: number, target: Target, accept: () => ClientChannel | undefined, reject: () => void): void {
     const track = this.trackStream(helper);
     void serveNamedOpen(helper, target, () => (this.closed ? undefined : accept()), (err) => {
       if (!this.closed) rejectChannel(client, reject, toOpenFailure(err.code), `${err.code}: ${err.message}`);

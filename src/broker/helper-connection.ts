@@ -19,7 +19,7 @@ import { acceptSocksConnect, answer } from '../protocol/socks-handshake';
 import { makeTarget, type Target } from '../protocol/target';
 import { rejectChannel } from '../transport/open-failure';
 import { watchRoundTrip } from '../transport/round-trip';
-import { capReceiveWindow, markStreamInUse, openWithStreamWindow, STREAM_WINDOW, type WindowScope } from '../transport/stream-window';
+import { acceptWithStreamWindow, type WindowScope } from '../transport/stream-window';
 import { acceptTerminalRequests } from './agent-connection';
 import { auditRefused, openRoute, runRoute } from './router';
 import type { BrokerMetrics } from './metrics';
@@ -122,10 +122,8 @@ export function handleHelper(conn: Connection, session: Session, info: HelperInf
         const code = fromSocksReply(out.rep);
         return rejectChannel(conn, reject, toOpenFailure(code), `${code}: ${out.reason}`);
       }
-      const ch = openWithStreamWindow(conn, accept, HELPER_LEG);
+      const ch = acceptWithStreamWindow(conn, accept, HELPER_LEG);
       if (!ch) { out.stream.channel.destroy(); return; }
-      capReceiveWindow(ch, STREAM_WINDOW, HELPER_LEG);
-      markStreamInUse(ch);
       track(ch);
       void runRoute(session, link, target, ch, out.stream.channel, log, 'direct-tcpip', metrics);
     });

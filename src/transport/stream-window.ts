@@ -406,6 +406,19 @@ export function openWithStreamWindow<T>(conn: object, open: () => T, opts: Windo
   }
 }
 
+/**
+ * Accept a channel the peer opened on `conn` (`accept`, from ssh2's event) with a window
+ * sized for that leg: armed opening window, capped, counted as a stream. Undefined when
+ * `accept` gives nothing (the connection went away).
+ */
+export function acceptWithStreamWindow<T extends Duplex>(conn: object, accept: () => T | undefined, scope: WindowScope = {}): T | undefined {
+  const channel = openWithStreamWindow(conn, accept, scope);
+  if (!channel) return undefined;
+  capReceiveWindow(channel, STREAM_WINDOW, scope);
+  markStreamInUse(channel);
+  return channel;
+}
+
 /** Cap how much unconsumed data the peer may send on `channel` (an ssh2 channel) while its connection is shared. */
 export function capReceiveWindow(channel: Duplex, cap: number = STREAM_WINDOW, scope: WindowScope = {}): void {
   const ch = channel as unknown as ChannelInternals;

@@ -75,6 +75,18 @@ async function upload(ch: ServerChannel | ClientChannel, data: Buffer): Promise<
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
+/** A target that hashes what each connection uploads and answers with the hex digest once it ends. */
+async function startHashingTarget(): Promise<{ server: net.Server; port: number }> {
+  const server = net.createServer((s) => {
+    const h = createHash('sha256');
+    s.on('data', (c) => h.update(c));
+    s.on('end', () => s.end(h.digest('hex')));
+    s.on('error', () => {});
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { server, port: (server.address() as net.AddressInfo).port };
+}
+
 describe('a device accepting streams', () => {
   let target: net.Server;
   let targetPort: number;
@@ -82,15 +94,7 @@ describe('a device accepting streams', () => {
   let kbDir: string;
 
   beforeAll(async () => {
-    // Hashes what each connection uploads; answers with the hex digest once it ends.
-    target = net.createServer((s) => {
-      const h = createHash('sha256');
-      s.on('data', (c) => h.update(c));
-      s.on('end', () => s.end(h.digest('hex')));
-      s.on('error', () => {});
-    });
-    await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
-    targetPort = (target.address() as net.AddressInfo).port;
+    ({ server: target, port: targetPort } = await startHashingTarget());
     kbDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rab-dw-'));
   });
 
@@ -147,14 +151,7 @@ describe('the broker accepting a helper\'s streams', () => {
   let targetPort: number;
 
   beforeAll(async () => {
-    target = net.createServer((s) => {
-      const h = createHash('sha256');
-      s.on('data', (c) => h.update(c));
-      s.on('end', () => s.end(h.digest('hex')));
-      s.on('error', () => {});
-    });
-    await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
-    targetPort = (target.address() as net.AddressInfo).port;
+    ({ server: target, port: targetPort } = await startHashingTarget());
   });
   afterAll(() => { target.close(); });
 
