@@ -15,11 +15,12 @@
  * stream is waiting for data from the device. So it holds while the connection is
  * *shared*: at least two streams in use (`markStreamInUse`; pre-opened pool
  * channels do not count) received data from the device in the last
- * `SHARED_HOLD_MS`, counting streams that closed since. An idle keep-alive
- * connection (browsers keep several) does not cap a download; a helper who
- * clicks in a web page, or another download, does, and the cap then holds
- * between clicks. Once another stream becomes active, a stream's credit drains to
- * the cap within one window.
+ * `SHARED_HOLD_MS`, counting streams that closed since, and one of them is light
+ * (below BULK_BYTES_PER_MS: it would wait, not fill the queue itself). An idle
+ * keep-alive connection (browsers keep several) does not cap a download, nor does
+ * another download (bulk streams share the queues at full windows); a helper who
+ * clicks in a web page does, and the cap then holds between clicks. Once a light
+ * stream becomes active, a bulk stream's credit drains to the cap within one window.
  *
  * That one window must not be ssh2's 2 MiB on a slow link: when the next stream
  * arrives, a download alone has already been granted it, and on a 10 Mbit/s device
@@ -86,6 +87,15 @@ export const STREAM_WINDOW = Math.max(0, Number(process.env.BROKER_STREAM_WINDOW
 
 /** How long after a stream last received data it still counts as active (and keeps others capped). */
 export const SHARED_HOLD_MS = 2000;
+/**
+ * A stream is *bulk* while it delivers at least this many bytes per millisecond of a rate
+ * period (RATE_MIN_PERIOD_MS, or the device leg's round trip): 16 KiB per 5 ms, 3.3 MB/s.
+ * Only a light stream (a click, a keystroke, a handshake) gains from the cap on the
+ * others; streams that are all bulk share the queues at full windows. Eight downloads
+ * capped each other for nothing: 489 against 585 MiB/s uncapped (A/B × 3, loopback).
+ * On a link slower than this every stream counts as light, and the cap holds as before.
+ */
+export const BULK_BYTES_PER_MS = (16 * 1024) / 5;
 /** While not shared, how long a negative answer is reused before the streams are counted again. */
 const RECHECK_MS = 50;
 /** Device-leg round trips up to this long are processing, not distance: no allowance for data in flight. */
@@ -159,6 +169,9 @@ interface Entry {
   aloneHighWaterMark: number;
   /** When data from the device last arrived on this channel (ms). */
   lastActive: number;
+  /** Bytes in the last completed rate period, and that period's length (ms); 0 before the first. */
+  lastPeriodBytes: number;
+  lastPeriodMs: number;
   /** The current rate measurement: since when, and how many bytes. */
   since: number;
   bytes: number;
@@ -181,6 +194,8 @@ interface Registry {
   streams: Set<Entry>;
   /** Latest activity of a stream that has closed since (sequential short streams keep the connection shared). */
   closedActive: number;
+  /** The same, of a stream that was light when it closed (a helper's short requests on new connections). */
+  closedLightActive: number;
   /** Shared at least until then (the second most recent activity + hold). */
   sharedUntil: number;
   /** Not shared until then, unless a quiet stream becomes active. */
@@ -227,19 +242,36 @@ function regrantStep(cap: number, fraction: number): number {
   return WINDOW_REGRANT_STEP > 0 ? Math.min(step, WINDOW_REGRANT_STEP) : step;
 }
 
+/**
+ * Whether `e` moves bulk data now: in its current rate period so far, or in its last
+ * completed one. A new stream is light until its first packets say otherwise.
+ */
+function isBulk(reg: Registry, e: Entry): boolean {
+  const period = Math.max(reg.distance, RATE_MIN_PERIOD_MS);
+  return e.bytes >= BULK_BYTES_PER_MS * period || (e.lastPeriodMs > 0 && e.lastPeriodBytes >= BULK_BYTES_PER_MS * e.lastPeriodMs);
+}
+
+/**
+ * Shared: two streams in use (or closed since) were active in the last SHARED_HOLD_MS,
+ * and one of the active ones is light. Streams change from light to bulk, so a "shared"
+ * answer is reused for RECHECK_MS at most (the count is O(streams)).
+ */
 function isShared(reg: Registry): boolean {
   const now = Date.now();
   if (now < reg.sharedUntil) return true;
   if (now < reg.quietUntil) return false;
-  // The two most recent activities among streams in use (and those closed since).
+  // The two most recent activities among streams in use (and those closed since), and the latest light one.
   let first = reg.closedActive;
   let second = 0;
+  let light = reg.closedLightActive;
   for (const e of reg.streams) {
     if (e.lastActive > first) [first, second] = [e.lastActive, first];
     else if (e.lastActive > second) second = e.lastActive;
+    if (e.lastActive > light && !isBulk(reg, e)) light = e.lastActive;
   }
-  if (now < second + SHARED_HOLD_MS) {
-    reg.sharedUntil = second + SHARED_HOLD_MS;
+  const until = Math.min(second, light) + SHARED_HOLD_MS;
+  if (now < until) {
+    reg.sharedUntil = Math.min(until, now + RECHECK_MS);
     return true;
   }
   reg.quietUntil = now + RECHECK_MS;
@@ -285,6 +317,8 @@ function measureRate(reg: Registry, entry: Entry, now: number, bytes: number): v
   entry.bytes += bytes;
   if (elapsed < period) return;
   const last = entry.bytes / elapsed;
+  entry.lastPeriodBytes = entry.bytes;
+  entry.lastPeriodMs = elapsed;
   entry.rates.push(last);
   if (entry.rates.length > RATE_ROUNDS) entry.rates.shift();
   const rate = Math.max(...entry.rates);
@@ -320,7 +354,7 @@ function openingWindow(reg: Registry): number {
 /** Give `proto` a registry and route its window adjusts through the cap. */
 function installRegistry(proto: ProtocolInternals, original: (recipient: number, amount: number) => unknown): Registry {
   const registry: Registry = {
-    entries: new Map(), streams: new Set(), closedActive: 0, sharedUntil: 0, quietUntil: 0,
+    entries: new Map(), streams: new Set(), closedActive: 0, closedLightActive: 0, sharedUntil: 0, quietUntil: 0,
     roundTrips: [], distance: 0, rate: 0, rateAt: 0, armed: 0, opening: new Map(),
   };
   proto[CAPS] = registry;
@@ -436,7 +470,7 @@ export function capReceiveWindow(channel: Duplex, cap: number = STREAM_WINDOW, s
   }
   const entry: Entry = {
     ch, base: cap, cap, alone: Math.max(cap, ch.incoming.window), longOnly: scope.longOnly === true,
-    aloneHighWaterMark: ch._readableState?.highWaterMark ?? 0, lastActive: 0, since: 0, bytes: 0, rates: [],
+    aloneHighWaterMark: ch._readableState?.highWaterMark ?? 0, lastActive: 0, lastPeriodBytes: 0, lastPeriodMs: 0, since: 0, bytes: 0, rates: [],
     startup: true, startupBest: 0, plateaus: 0,
   };
   registry.entries.set(id, entry);
@@ -450,6 +484,10 @@ export function capReceiveWindow(channel: Duplex, cap: number = STREAM_WINDOW, s
     if (registry.entries.get(id) === entry) registry.entries.delete(id);
     if (!registry.streams.delete(entry)) return;
     registry.closedActive = Math.max(registry.closedActive, entry.lastActive);
+    if (entry.lastActive > registry.closedLightActive && !isBulk(registry, entry)) {
+      registry.closedLightActive = entry.lastActive;
+      registry.quietUntil = 0; // a light stream was just active: count again
+    }
   });
 }
 

@@ -6,7 +6,8 @@
  * Both time their leg with global requests. The legs here go through
  * bench/lib/delay-relay.js (10 ms each way); the peer is a raw ssh2 endpoint, which
  * sees exactly what window was announced; uploads through such streams arrive intact.
- * On loopback ssh2's window stays.
+ * On loopback a device sizes its windows too (there it decrypts, the slowest stage);
+ * the broker leaves a helper's loopback leg to ssh2.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -73,6 +74,19 @@ async function upload(ch: ServerChannel | ClientChannel, data: Buffer): Promise<
   return reply;
 }
 
+/** The credit the peer held on `ch` right after each window adjust it sent from now on (ssh2 server internals). */
+function creditsAfterAdjusts(conn: object, ch: ServerChannel): number[] {
+  const credits: number[] = [];
+  const handlers = (conn as { _protocol: { _handlers: Record<string, (p: unknown, recipient: number, amount: number) => void> } })._protocol._handlers;
+  const original = handlers.CHANNEL_WINDOW_ADJUST!;
+  const local = (ch as unknown as { incoming: { id: number } }).incoming.id;
+  handlers.CHANNEL_WINDOW_ADJUST = (p, recipient, amount) => {
+    if (recipient === local) credits.push(announced(ch) + amount); // before ssh2 sends what waited for it
+    original(p, recipient, amount);
+  };
+  return credits;
+}
+
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 /** A target that hashes what each connection uploads and answers with the hex digest once it ends. */
@@ -135,15 +149,43 @@ describe('a device accepting streams', () => {
     expect(await upload(ch!, data)).toBe(sha256(data));
   }, 60_000);
 
-  test('on loopback the device keeps ssh2\'s window', async () => {
+  test('on loopback a stream opens with the cap; uploading alone it grows past it, and while a light stream is active it is held to the cap', async () => {
     const broker = await startFakeBroker();
     cleanups.push(() => broker.close());
     await exposeThrough(`127.0.0.1:${broker.port}`, broker);
-    await new Promise((r) => setTimeout(r, 500)); // its leg has been timed by now (three round trips of well under 1 ms)
-    const ch = await openStream(broker, targetPort);
-    expect(announced(ch)).toBe(MAX_WINDOW);
-    ch.destroy();
-  }, 30_000);
+    const bulk = await openStream(broker, targetPort);
+    expect(announced(bulk)).toBe(CAP);
+    const credits = creditsAfterAdjusts(await broker.conn, bulk);
+    const sent: Buffer[] = [];
+    /** Upload `limit` more bytes on `bulk` (stopping early once `enough`); the credits the device granted meanwhile. */
+    const pump = async (limit: number, enough: () => boolean = () => false) => {
+      credits.length = 0;
+      for (let n = 0; n < limit && !enough();) {
+        const chunk = randomBytes(64 * 1024);
+        sent.push(chunk);
+        n += chunk.length;
+        if (!bulk.write(chunk)) await new Promise((r) => bulk.once('drain', r));
+      }
+      return credits.slice();
+    };
+    // Alone: startup grows the window from the cap, by what each packet brings.
+    const alone = await pump(64 * 1024 * 1024, () => credits.some((c) => c > 4 * CAP));
+    expect(Math.max(...alone)).toBeGreaterThan(4 * CAP);
+
+    // Another stream gets a few bytes every 10 ms (a helper's clicks): light, so the upload is held to the cap.
+    const light = await openStream(broker, targetPort);
+    const clicks = setInterval(() => light.write('x'), 10);
+    try {
+      await new Promise((r) => setTimeout(r, 50));
+      await pump(4 * 1024 * 1024); // what was granted before drains
+      const shared = await pump(8 * 1024 * 1024);
+      expect(Math.max(...shared)).toBeLessThanOrEqual(CAP);
+    } finally {
+      clearInterval(clicks);
+    }
+    light.destroy();
+    expect(await upload(bulk, Buffer.alloc(0))).toBe(sha256(Buffer.concat(sent)));
+  }, 60_000);
 });
 
 describe('the broker accepting a helper\'s streams', () => {

@@ -1,5 +1,5 @@
 import { Duplex } from 'node:stream';
-import { ALONE_SLACK_MS, capReceiveWindow, LOCAL_RTT_MS, markStreamInUse, noteRoundTrip, openWithStreamWindow, RATE_MEMORY_MS, SHARED_HOLD_MS } from '../../src/transport/stream-window';
+import { ALONE_SLACK_MS, BULK_BYTES_PER_MS, capReceiveWindow, LOCAL_RTT_MS, markStreamInUse, noteRoundTrip, openWithStreamWindow, RATE_MEMORY_MS, SHARED_HOLD_MS } from '../../src/transport/stream-window';
 
 const MAX_WINDOW = 2 * 1024 * 1024;
 const BYTE = Buffer.from('x');
@@ -29,8 +29,12 @@ function ssh2WindowAdjust(ch: ReturnType<typeof fakeChannel>) {
   ch._client._protocol.channelWindowAdjust(ch.outgoing.id, amt);
 }
 
-/** A peer that believes it has `credit`, sending full packets while it may; returns the adjusts it got. */
-function peer(ch: ReturnType<typeof fakeChannel>, sent: Array<[number, number]>) {
+/**
+ * A peer that believes it has `credit`, sending full packets while it may; returns the
+ * adjusts it got. Each packet reaches the channel as one byte (a light stream, in
+ * bytes) unless `bulk`, when it arrives whole.
+ */
+function peer(ch: ReturnType<typeof fakeChannel>, sent: Array<[number, number]>, bulk = false) {
   const p = {
     credit: MAX_WINDOW,
     adjusts: [] as number[],
@@ -40,7 +44,7 @@ function peer(ch: ReturnType<typeof fakeChannel>, sent: Array<[number, number]>)
         expect(p.credit).toBeGreaterThanOrEqual(PACKET); // the peer can always send a full packet
         p.credit -= PACKET;
         ch.incoming.window -= PACKET;
-        ch.push(BYTE); // ssh2 pushes each data packet: the stream is active
+        ch.push(bulk ? Buffer.alloc(PACKET) : BYTE); // ssh2 pushes each data packet: the stream is active
         if (ch.incoming.window <= MAX_WINDOW / 2) ssh2WindowAdjust(ch);
         for (const [id, amt] of sent.splice(0)) {
           if (id !== ch.outgoing.id) continue;
@@ -412,6 +416,102 @@ test('an idle stream does not cap a download; once it receives data it does, unt
   pa.send(100);
   expect(pa.maxCredit).toBeGreaterThan(MAX_WINDOW / 2); // quiet again: full windows
   expect(a.readableHighWaterMark).toBe(MAX_WINDOW);
+});
+
+describe('bulk and light streams', () => {
+  /** Streams a (bulk, its peer returned), b and c on one connection, all in use, at a fake clock. */
+  function threeStreams(cap: number) {
+    jest.useFakeTimers({ now: 7_000_000 });
+    const { sent, proto } = setup();
+    const [a, b, c] = [1, 2, 3].map((id) => fakeChannel(id, proto));
+    for (const ch of [a, b, c]) {
+      capReceiveWindow(ch, cap);
+      markStreamInUse(ch);
+    }
+    return { a, b, c, pa: peer(a, sent, true) };
+  }
+  const later = (ms: number) => jest.setSystemTime(Date.now() + ms);
+  /** What `pa` holds once what was granted before has drained; it delivers 512 KiB per ms, as on loopback. */
+  const steadyCredit = (pa: ReturnType<typeof peer>) => {
+    const send = (packets: number) => {
+      for (let i = 0; i < packets; i += 16) {
+        pa.send(16);
+        later(1);
+      }
+    };
+    send(80);
+    pa.maxCredit = 0;
+    send(208);
+    return pa.maxCredit;
+  };
+
+  test('two bulk streams keep full windows; a light one active caps the bulk ones until it has been quiet for the hold', () => {
+    const cap = 64 * 1024;
+    const { b, c, pa } = threeStreams(cap);
+    b.push(Buffer.alloc(PACKET)); // a second download: its first packet starts its rate measurement...
+    b.push(Buffer.alloc(PACKET)); // ...and 32 KiB at once is bulk (more than BULK_BYTES_PER_MS × 5 ms)
+    expect(PACKET).toBeGreaterThan(BULK_BYTES_PER_MS * 5);
+    expect(steadyCredit(pa)).toBeGreaterThan(MAX_WINDOW / 2);
+
+    later(100);
+    c.push(BYTE); // a helper's click: light
+    expect(steadyCredit(pa)).toBeLessThanOrEqual(cap);
+    later(SHARED_HOLD_MS / 2);
+    b.push(Buffer.alloc(PACKET));
+    b.push(Buffer.alloc(PACKET));
+    expect(steadyCredit(pa)).toBeLessThanOrEqual(cap); // between clicks: still capped
+    later(SHARED_HOLD_MS / 2 + 100);
+    b.push(Buffer.alloc(PACKET)); // b stays active, but no light stream is
+    b.push(Buffer.alloc(PACKET));
+    expect(steadyCredit(pa)).toBeGreaterThan(MAX_WINDOW / 2);
+  });
+
+  test('a light stream that turns bulk stops capping the others within a recheck', () => {
+    const cap = 64 * 1024;
+    const { b, pa } = threeStreams(cap);
+    b.push(BYTE);
+    b.push(BYTE);
+    expect(steadyCredit(pa)).toBeLessThanOrEqual(cap); // b: small requests
+    for (let i = 0; i < 3; i++) b.push(Buffer.alloc(PACKET)); // b starts a download of its own
+    later(60);
+    expect(steadyCredit(pa)).toBeGreaterThan(MAX_WINDOW / 2);
+  });
+
+  test('light and bulk by rate: what a stream delivered per ms over its last period, or its current one so far', () => {
+    const cap = 64 * 1024;
+    const { b, pa } = threeStreams(cap);
+    // b delivers 4 KiB per ms: more than BULK_BYTES_PER_MS, in packets of 4 KiB.
+    expect(4096).toBeGreaterThan(BULK_BYTES_PER_MS);
+    for (let t = 0; t < 12; t++) {
+      b.push(Buffer.alloc(4096));
+      later(1);
+    }
+    expect(steadyCredit(pa)).toBeGreaterThan(MAX_WINDOW / 2);
+    // Then it slows to 1 KiB per ms: light once a period at that rate has passed.
+    for (let t = 0; t < 12; t++) {
+      b.push(Buffer.alloc(1024));
+      later(1);
+    }
+    later(60);
+    expect(steadyCredit(pa)).toBeLessThanOrEqual(cap);
+  });
+
+  test('a short stream that closed light keeps the bulk ones capped for the hold; one that closed bulk does not', () => {
+    const cap = 64 * 1024;
+    const { b, c, pa } = threeStreams(cap);
+    b.push(Buffer.alloc(PACKET));
+    b.push(Buffer.alloc(PACKET));
+    b.destroy();
+    b.emit('close'); // a download that finished
+    later(100);
+    expect(steadyCredit(pa)).toBeGreaterThan(MAX_WINDOW / 2);
+    c.push(BYTE); // a request on a new connection, answered and closed
+    c.destroy();
+    c.emit('close');
+    expect(steadyCredit(pa)).toBeLessThanOrEqual(cap);
+    later(SHARED_HOLD_MS + 1);
+    expect(steadyCredit(pa)).toBeGreaterThan(MAX_WINDOW / 2);
+  });
 });
 
 test('does nothing to objects that are not ssh2 channels', () => {
