@@ -15,6 +15,7 @@ export class BrokerMetrics {
   private readonly openSeconds: Histogram<'via'>;
   private readonly refusals: Counter<'code'>;
   private readonly ended: Counter<'reason'>;
+  private readonly overruns: Counter<'peer'>;
   readonly keysDeleted: Counter;
   private server: http.Server | undefined;
 
@@ -29,6 +30,7 @@ export class BrokerMetrics {
     this.openSeconds = new Histogram({ name: 'broker_stream_open_seconds', help: 'Time from a helper asking to the device answering.', labelNames: ['via'], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers });
     this.refusals = new Counter({ name: 'broker_join_refusals_total', help: 'Refused helper joins by error code.', labelNames: ['code'], registers });
     this.ended = new Counter({ name: 'broker_sessions_ended_total', help: 'Ended sessions by reason.', labelNames: ['reason'], registers });
+    this.overruns = new Counter({ name: 'broker_stream_overruns_total', help: 'Streams cut because a peer sent past its SSH window, by peer (device or helper).', labelNames: ['peer'], registers });
     this.keysDeleted = new Counter({ name: 'broker_agent_keys_deleted_total', help: 'Agent keys deleted because their tunnel was gone.', registers });
   }
 
@@ -40,6 +42,11 @@ export class BrokerMetrics {
   streamClosed(toDevice: number, toHelper: number): void {
     this.bytes.inc({ direction: 'to_device' }, toDevice);
     this.bytes.inc({ direction: 'to_helper' }, toHelper);
+  }
+
+  /** A stream was cut because `peer` sent more than its window allowed. */
+  streamOverrun(peer: 'device' | 'helper'): void {
+    this.overruns.inc({ peer });
   }
 
   joinRefused(code: string): void {

@@ -55,9 +55,10 @@ export async function runRoute(
   session.streams.delete(helperSide);
   session.streams.delete(deviceSide);
   metrics?.streamClosed(r.aToB, r.bToA);
-  const overran = sentPastWindow(deviceSide) ? 'the device' : sentPastWindow(helperSide) ? 'the helper' : undefined;
+  const overran = sentPastWindow(deviceSide) ? 'device' : sentPastWindow(helperSide) ? 'helper' : undefined;
   if (overran) {
-    log.warn(`stream cut: ${overran} sent more than its SSH window allowed`, {
+    metrics?.streamOverrun(overran);
+    log.warn(`stream cut: the ${overran} sent more than its SSH window allowed`, {
       event: 'stream-overrun', session: session.redactedCode, helper: helper.info.id, via, dest: formatTarget(target),
     });
   }

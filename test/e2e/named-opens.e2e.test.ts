@@ -12,6 +12,7 @@
  *   and a confirmation that comes later is closed by the broker.
  */
 import { randomBytes } from 'node:crypto';
+import http from 'node:http';
 import type { Client, ClientChannel } from 'ssh2';
 import { SSH_IDENT } from '../../src/protocol/constants';
 import { NAMED_OPEN_FEATURE } from '../../src/protocol/named-open';
@@ -37,7 +38,7 @@ const opens: SeenOpen[] = [];
 let answer: (open: SeenOpen) => void = () => {};
 
 beforeAll(async () => {
-  broker = await startBroker({ env: { BROKER_STREAM_OPEN_TIMEOUT: String(OPEN_TIMEOUT_MS) } });
+  broker = await startBroker({ env: { BROKER_STREAM_OPEN_TIMEOUT: String(OPEN_TIMEOUT_MS) }, args: ['--metrics', '127.0.0.1:0'] });
   agent = await rawSshClient(broker, 'expose', { ident: `${SSH_IDENT} ${NAMED_OPEN_FEATURE}` });
   agent.on('tcp connection', (info, accept, reject) => {
     const open = { srcIP: info.srcIP, srcPort: info.srcPort, accept, reject };
@@ -153,6 +154,17 @@ test('an agent that sends past its window: the broker closes the stream instead 
   // The operator can tell why the stream ended.
   await until(() => broker.proc.lines.some((l) => l.event === 'stream-overrun'));
   expect(broker.proc.lines.find((l) => l.event === 'stream-overrun')).toMatchObject({ level: 'warn', dest: 'printer.lan:631' });
+  // And a Prometheus counter can alert on it.
+  const metrics = String(broker.proc.lines.find((l) => l.event === 'listening')!.metrics);
+  const text = await new Promise<string>((resolve, reject) => {
+    http.get(`http://${metrics}/metrics`, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => { body += c; });
+      res.on('end', () => resolve(body));
+    }).on('error', reject);
+  });
+  expect(text).toContain('broker_stream_overruns_total{peer="device"} 1');
 });
 
 test.each([
