@@ -21,7 +21,8 @@ import { Timeouts } from '../protocol/constants';
 import { UNKNOWN_BOUND } from '../protocol/socks5';
 import type { Target } from '../protocol/target';
 import { awaitNamedOpen } from '../transport/open-failure';
-import { capReceiveWindow, markStreamInUse, noteRoundTrip, openWithStreamWindow, STREAM_WINDOW, type WindowScope } from '../transport/stream-window';
+import { watchRoundTrip } from '../transport/round-trip';
+import { capReceiveWindow, markStreamInUse, openWithStreamWindow, STREAM_WINDOW, type WindowScope } from '../transport/stream-window';
 
 /** The helper's leg is capped only when it is long (never the slowest stage on loopback or a LAN). */
 const HELPER_LEG: WindowScope = { longOnly: true };
@@ -40,17 +41,19 @@ export interface StreamOpener {
 
 /** StreamOpener over an SSH connection to the broker. */
 export class SshStreamOpener implements StreamOpener {
-  constructor(private readonly client: Client, private readonly timeoutMs = Timeouts.socksHandshake + Timeouts.dial + 2000) {}
+  constructor(private readonly client: Client, private readonly timeoutMs = Timeouts.socksHandshake + Timeouts.dial + 2000) {
+    // The leg's own round trip sizes its windows. An open's answer comes from the device, so
+    // timing opens counted the device's leg too: over the emulated WAN 40 instead of 20 ms,
+    // and the allowance for data in flight was twice the leg's.
+    watchRoundTrip(client);
+  }
 
   open(target: Target, signal?: AbortSignal): Promise<OpenedStream> {
     const client = this.client;
     const opened = () => new Promise<ClientChannel>((resolve, reject) => {
-      const asked = performance.now();
       // Downloads flow broker → helper: over a long or slow leg, keep one stream's data in
       // flight from being what the helper's other streams wait behind (transport/stream-window).
       openWithStreamWindow(client, () => client.forwardOut('127.0.0.1', 0, target.host, target.port, (err: Error | undefined, ch: ClientChannel) => {
-        // Answered either way: the fastest answers (the broker's own refusals) time this leg.
-        noteRoundTrip(client, performance.now() - asked);
         if (err) return reject(err);
         capReceiveWindow(ch, STREAM_WINDOW, HELPER_LEG);
         markStreamInUse(ch);

@@ -2,10 +2,10 @@
  * The round trip of an SSH connection's leg, timed with global requests.
  *
  * Stream windows sized by time (`stream-window.ts`) need the leg's round trip where
- * data arrives. The broker times the opens it makes to devices, and helpers the opens
- * they make to the broker; but a device makes no opens (the broker opens every stream
- * to it), and the broker's windows for a helper's uploads need the helper's leg. So
- * those ask: `keepalive@openssh.com` with a reply wanted, the request ssh2 and OpenSSH
+ * data arrives. The broker times the opens it makes to devices (answered by the device
+ * itself). A device makes no opens (the broker opens every stream to it); a helper's
+ * opens are answered only once the device has dialled, so they time both legs; and the
+ * broker's windows for a helper's uploads need the helper's leg. So those ask: `keepalive@openssh.com` with a reply wanted, the request ssh2 and OpenSSH
  * send as keepalive, which every SSH implementation answers (with a failure: it means
  * nothing to them).
  *

@@ -39,9 +39,10 @@
  * slow one, and a browser's clicks wait behind its download. On loopback and LANs
  * the broker, not the helper's leg, is the slowest stage, so a cap there would only
  * cost throughput. Devices (`broker-agent expose`) do the same for uploads, on the
- * channels they accept (broker → device): over a slow device downlink one helper's
- * upload would otherwise put 2 MiB in front of every other helper's request. Their leg's
- * round trip is timed with global requests (`transport/round-trip.ts`).
+ * channels they accept (broker → device), on every leg: over a slow device downlink one
+ * helper's upload would otherwise put 2 MiB in front of every other helper's request,
+ * and on loopback the device, which decrypts, is where an upload queues. Helpers and
+ * devices time their leg with global requests (`transport/round-trip.ts`).
  *
  * Over a long device link the cap would throttle a stream for no one's benefit:
  * data in flight on the wire delays no other stream, only data queued at the
@@ -49,7 +50,7 @@
  * moved 9.6 MiB/s together under a fixed 128 KiB cap (the default then), against
  * OpenSSH's 142. So the cap is a queue allowance on top of the link's
  * bandwidth-delay product, as in BBR: `cap + 2 × rate × distance`, where
- * `distance` is the device leg's round trip (the fastest of the last timed opens,
+ * `distance` is the leg's round trip (the fastest of the last timed opens or pings,
  * `noteRoundTrip`) less `LOCAL_RTT_MS`
  * (below that it is processing, and data held there is queue), and `rate` is the
  * most the stream delivered in one of its last 3 round trips. A stream held by the
