@@ -176,6 +176,8 @@ interface Entry {
   /** The current rate measurement: since when, and how many bytes. */
   since: number;
   bytes: number;
+  /** The packet the current measurement started at: not part of its rate, but of whether the stream is bulk. */
+  startBytes: number;
   /** The rates (bytes/ms) of the last RATE_ROUNDS measurements, newest last. */
   rates: number[];
   /**
@@ -244,12 +246,13 @@ function regrantStep(cap: number, fraction: number): number {
 }
 
 /**
- * Whether `e` moves bulk data now: in its current rate period so far, or in its last
- * completed one. A new stream is light until its first packets say otherwise.
+ * Whether `e` moves bulk data now: in its current rate period so far (a full 32 KiB
+ * packet is enough), or in its last completed one. A new stream, or one quiet for a
+ * while, is light until its packets say otherwise.
  */
 function isBulk(reg: Registry, e: Entry): boolean {
   const period = Math.max(reg.distance, RATE_MIN_PERIOD_MS);
-  return e.bytes >= BULK_BYTES_PER_MS * period || (e.lastPeriodMs > 0 && e.lastPeriodBytes >= BULK_BYTES_PER_MS * e.lastPeriodMs);
+  return e.startBytes + e.bytes >= BULK_BYTES_PER_MS * period || (e.lastPeriodMs > 0 && e.lastPeriodBytes >= BULK_BYTES_PER_MS * e.lastPeriodMs);
 }
 
 /**
@@ -309,6 +312,9 @@ function measureRate(reg: Registry, entry: Entry, now: number, bytes: number): v
     // two packets per packet interval: twice the link's).
     entry.since = now;
     entry.bytes = 0;
+    entry.startBytes = bytes;
+    entry.lastPeriodBytes = 0; // bulk once is not bulk now: a keep-alive connection's next reply is light
+    entry.lastPeriodMs = 0;
     entry.rates.length = 0;
     entry.startup = true;
     entry.startupBest = 0;
@@ -339,6 +345,7 @@ function measureRate(reg: Registry, entry: Entry, now: number, bytes: number): v
   }
   entry.since = now;
   entry.bytes = 0;
+  entry.startBytes = 0;
 }
 
 /** `base` plus gain × `rate` × `ms`: at most ssh2's window, the most any window can be. */
@@ -471,7 +478,7 @@ export function capReceiveWindow(channel: Duplex, cap: number = STREAM_WINDOW, s
   }
   const entry: Entry = {
     ch, base: cap, cap, alone: Math.max(cap, ch.incoming.window), longOnly: scope.longOnly === true,
-    aloneHighWaterMark: ch._readableState?.highWaterMark ?? 0, lastActive: 0, lastPeriodBytes: 0, lastPeriodMs: 0, since: 0, bytes: 0, rates: [],
+    aloneHighWaterMark: ch._readableState?.highWaterMark ?? 0, lastActive: 0, lastPeriodBytes: 0, lastPeriodMs: 0, since: 0, bytes: 0, startBytes: 0, rates: [],
     startup: true, startupBest: 0, plateaus: 0,
   };
   registry.entries.set(id, entry);

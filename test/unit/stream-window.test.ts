@@ -448,8 +448,8 @@ describe('bulk and light streams', () => {
   test('two bulk streams keep full windows; a light one active caps the bulk ones until it has been quiet for the hold', () => {
     const cap = 64 * 1024;
     const { b, c, pa } = threeStreams(cap);
-    b.push(Buffer.alloc(PACKET)); // a second download: its first packet starts its rate measurement...
-    b.push(Buffer.alloc(PACKET)); // ...and 32 KiB at once is bulk (more than BULK_BYTES_PER_MS × 5 ms)
+    b.push(Buffer.alloc(PACKET)); // a second download: a full 32 KiB packet is bulk (more than BULK_BYTES_PER_MS × 5 ms)
+    b.push(Buffer.alloc(PACKET));
     expect(PACKET).toBeGreaterThan(BULK_BYTES_PER_MS * 5);
     expect(steadyCredit(pa)).toBeGreaterThan(MAX_WINDOW / 2);
 
@@ -492,6 +492,20 @@ describe('bulk and light streams', () => {
       b.push(Buffer.alloc(1024));
       later(1);
     }
+    later(60);
+    expect(steadyCredit(pa)).toBeLessThanOrEqual(cap);
+  });
+
+  test('a stream that was bulk and then quiet is light again: the next small reply on a keep-alive connection caps the others', () => {
+    const cap = 64 * 1024;
+    const { b, pa } = threeStreams(cap);
+    for (let t = 0; t < 12; t++) {
+      b.push(Buffer.alloc(PACKET)); // b downloads an image...
+      later(1);
+    }
+    expect(steadyCredit(pa)).toBeGreaterThan(MAX_WINDOW / 2);
+    later(1000); // ...and is quiet (steadyCredit moved the clock on, too)
+    b.push(BYTE); // a small reply on the same connection
     later(60);
     expect(steadyCredit(pa)).toBeLessThanOrEqual(cap);
   });
