@@ -88,7 +88,7 @@ test('a device slow to answer opens does not make a loopback leg look long: stre
     });
     const opener = new SshStreamOpener(client);
     for (let i = 0; i < 3; i++) {
-      const { stream } = await opener.open({ host: '127.0.0.1', port: 80 });
+      const { stream } = await opener.open(makeTarget('127.0.0.1', 80));
       stream.resume();
       stream.destroy();
     }
