@@ -32,6 +32,7 @@
  *                            DEVICE_MBIT gives the device's leg its own rate (0: delay only)
  *           --same-helper    fairness: B's requests go through A's helper (one browser)
  *           --upload         fairness: A uploads instead of downloading
+ *           --stock-device   the device is a stock `ssh -R 0 expose@broker`, not broker-agent expose
  *           --snapshot DIR   copy this checkout's current build to DIR and exit
  *           --help
  *
@@ -113,7 +114,7 @@ function fmt(v) {
 
 async function main() {
   // Hand-parsed: a variant may itself start with "--" (a node flag), which a generic parser would reject.
-  const opts = { repeats: '5', streams: '1', mib: '256', count: '2000', conns: '200', settle: '300', link: undefined, snapshot: undefined, help: false, sameHelper: false, upload: false };
+  const opts = { repeats: '5', streams: '1', mib: '256', count: '2000', conns: '200', settle: '300', link: undefined, snapshot: undefined, help: false, sameHelper: false, upload: false, stockDevice: false };
   const positionals = [];
   const argv = process.argv.slice(2);
   for (let i = 0; i < argv.length; i++) {
@@ -122,6 +123,7 @@ async function main() {
     else if (argv[i] === '--help' || argv[i] === '-h') opts.help = true;
     else if (argv[i] === '--same-helper') opts.sameHelper = true;
     else if (argv[i] === '--upload') opts.upload = true;
+    else if (argv[i] === '--stock-device') opts.stockDevice = true;
     else positionals.push(argv[i]);
   }
   if (opts.snapshot) {
@@ -153,7 +155,7 @@ async function main() {
   for (const [i, v] of variants.entries()) {
     process.env.BENCH_CODE_DIR = v.build; // read by ours.js when it spawns this chain
     const chainDir = path.join(dir, String(i));
-    const chainOpts = { helpers: scenario.helpers, env: v.env, nodeArgs: () => v.nodeArgs };
+    const chainOpts = { helpers: scenario.helpers, env: v.env, nodeArgs: () => v.nodeArgs, stockDevice: opts.stockDevice };
     if (link) {
       // Its own broker, reached through the link relay by the helpers and the device.
       const broker = await ours.startBroker(chainDir, { nodeArgs: v.nodeArgs, env: v.env });

@@ -68,6 +68,33 @@ async function startExpose(broker, dir, { name = 'expose', address, allow = ['12
   return { child: x.child, code: ev.code };
 }
 
+/**
+ * Start a stock OpenSSH device (`ssh -R 0 expose@broker -- --allow ...`) instead of
+ * `broker-agent expose`; resolves { child, code }. `address` overrides the broker address.
+ */
+async function startStockExpose(broker, dir, { name = 'expose-stock', address, allow = ['127.0.0.1'] } = {}) {
+  const { execFileSync, spawn } = require('node:child_process');
+  const key = path.join(dir, `${name}_ed25519`);
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', name, '-f', key], { stdio: 'ignore' });
+  const [host, port] = /^(.*):(\d+)$/.exec(address ?? broker.address).slice(1);
+  const out = path.join(dir, `${name}.out`);
+  const o = fs.openSync(out, 'a');
+  const e = fs.openSync(path.join(dir, `${name}.err`), 'a');
+  const args = ['-i', key, '-p', port, '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes',
+    '-o', 'ExitOnForwardFailure=yes', '-o', 'LogLevel=ERROR', '-R', '0', '-T', `expose@${host.replace(/^\[|\]$/g, '')}`, '--'];
+  for (const a of allow) args.push('--allow', a);
+  const child = spawn('ssh', args, { stdio: ['pipe', o, e] }); // stdin stays open: closing it ends the session
+  fs.closeSync(o);
+  fs.closeSync(e);
+  procs.track(child, name);
+  for (const deadline = Date.now() + 30_000; Date.now() < deadline; await sleep(50)) {
+    const m = /session code:\s+(\S+)/.exec(fs.existsSync(out) ? fs.readFileSync(out, 'utf8') : '');
+    if (m) return { child, code: m[1] };
+    if (child.exitCode !== null) break;
+  }
+  throw new Error(`${name}: no session code from the stock ssh device (see ${out})`);
+}
+
 /** Start `broker-agent join CODE`; resolves { child, socks: {host, port}, http?: {host, port} }. */
 async function startJoin(broker, dir, code, { name = 'join', address, nodeArgs = [], env = {}, http = false } = {}) {
   const args = ['join', code, ...clientFlags(broker, dir, address), '--socks', '127.0.0.1:0', '--http', http ? '127.0.0.1:0' : 'off'];
@@ -77,11 +104,16 @@ async function startJoin(broker, dir, code, { name = 'join', address, nodeArgs =
   return { child: j.child, socks: hp(ev.socks), http: ev.http ? hp(ev.http) : undefined };
 }
 
-/** A whole chain: broker (given or new) + one expose + `helpers` joins; `env` is added to each one's environment. */
-async function startChain(dir, target, { broker, helpers = 1, helperAddress, deviceAddress, tag = '', nodeArgs = () => [], env = {} } = {}) {
+/**
+ * A whole chain: broker (given or new) + one expose (or a stock `ssh -R` device) + `helpers`
+ * joins; `env` is added to each one's environment.
+ */
+async function startChain(dir, target, { broker, helpers = 1, helperAddress, deviceAddress, tag = '', nodeArgs = () => [], env = {}, stockDevice = false } = {}) {
   const ownBroker = !broker;
   if (!broker) broker = await startBroker(dir, { name: `broker${tag}`, nodeArgs: nodeArgs('broker'), env });
-  const expose = await startExpose(broker, dir, { name: `expose${tag}`, address: deviceAddress, nodeArgs: nodeArgs('agent'), env });
+  const expose = stockDevice
+    ? await startStockExpose(broker, dir, { name: `expose${tag}`, address: deviceAddress })
+    : await startExpose(broker, dir, { name: `expose${tag}`, address: deviceAddress, nodeArgs: nodeArgs('agent'), env });
   const joins = [];
   for (let i = 0; i < helpers; i++) joins.push(await startJoin(broker, dir, expose.code, { name: `join${tag}-${i}`, address: helperAddress, nodeArgs: nodeArgs(`helper${i}`), env }));
   for (const j of joins) await probe(j.socks, target);
@@ -100,4 +132,4 @@ async function startChain(dir, target, { broker, helpers = 1, helperAddress, dev
   };
 }
 
-module.exports = { startBroker, startExpose, startJoin, startChain, waitForFileJson, ROOT };
+module.exports = { startBroker, startExpose, startStockExpose, startJoin, startChain, waitForFileJson, ROOT };
