@@ -17,6 +17,7 @@ import { helperLabel } from '../protocol/socks-auth';
 import { UNKNOWN_BOUND } from '../protocol/socks5';
 import { ChannelPool } from '../transport/channel-pool';
 import { awaitNamedOpen } from '../transport/open-failure';
+import { limitSendWindow } from '../transport/send-window';
 import { capReceiveWindow, markStreamInUse, noteRoundTrip, openWithStreamWindow } from '../transport/stream-window';
 import { formatTarget, type Target } from '../protocol/target';
 
@@ -95,6 +96,8 @@ export class AgentLink {
       ? await this.pool.take()
       : await this.openChannel(origin.address, ((origin.helperId - 1) % 65535) + 1);
     markStreamInUse(channel);
+    // Stock `ssh -R` devices grant every stream 2 MiB: hold uploads back while a light stream is active.
+    limitSendWindow(channel);
     try {
       // Greeting, helper label (native agents) and request in one write: one round trip.
       const reply = await requestSocksConnect(channel, target, {

@@ -510,6 +510,24 @@ export function markStreamInUse(channel: Duplex): void {
 }
 
 /**
+ * Whether a light stream other than `channel` (capped with capReceiveWindow) received data
+ * on its connection in the last SHARED_HOLD_MS, counting light streams closed since: what
+ * a sender-side limit (`transport/send-window.ts`) holds an upload back for. O(streams).
+ */
+export function lightStreamBesides(channel: Duplex): boolean {
+  const ch = channel as unknown as Partial<ChannelInternals>;
+  const registry = ch._client?._protocol?.[CAPS];
+  if (!registry) return false;
+  const self = ch.outgoing && registry.entries.get(ch.outgoing.id);
+  const now = Date.now();
+  if (now < registry.closedLightActive + SHARED_HOLD_MS) return true;
+  for (const e of registry.streams) {
+    if (e !== self && now < e.lastActive + SHARED_HOLD_MS && !isBulk(registry, e)) return true;
+  }
+  return false;
+}
+
+/**
  * An open on `conn` (an ssh2 connection) took `ms` from request to answer: the device
  * leg's round trip, plus the device's processing. The fastest of the recent ones, less
  * LOCAL_RTT_MS, is the distance that lets a capped stream's cap grow.

@@ -3,9 +3,11 @@
  * and as an agent (`ssh -R 0 expose@broker`, OpenSSH's remote dynamic forwarding).
  * These tests fail, not skip, when openssh-client is missing (CI installs it).
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import {
-  closedPort, connectTcp, curlSocks, requireOpenSsh, sha256, spawnProc, sshBaseArgs, sshKeygen, startBroker, startExpose, startJoin,
-  startTargets, targetLib, until, type BrokerProc, type ExposeProc, type JsonProc, type Targets,
+  closedPort, connectTcp, curl, curlSocks, requireOpenSsh, sha256, socksConnect, spawnProc, sshBaseArgs, sshKeygen, startBroker, startExpose, startJoin,
+  startTargets, targetLib, tempDir, until, type BrokerProc, type ExposeProc, type JsonProc, type Targets,
 } from './harness';
 
 let targets: Targets;
@@ -100,6 +102,36 @@ describe('stock OpenSSH as the agent (ssh -R 0 expose@broker)', () => {
     // The agent's terminal is told that a helper joined.
     await agent.waitForText(/helper #\d+ joined/, 5000, 'stdout');
   });
+
+  test('an upload through it arrives intact while another stream is light (the broker holds the upload back then)', async () => {
+    const agent = spawnProc('ssh -R', 'ssh', [
+      ...sshBaseArgs(key, broker.port), '-o', 'ExitOnForwardFailure=yes', '-R', '0', '-T',
+      `expose@127.0.0.1`, '--', '--allow', `127.0.0.1:${targets.httpPort}`,
+    ], { stdin: true });
+    const code = (await agent.waitForText(/session code:\s+([0-9a-z]{7}-[0-9a-z]{7}-[0-9a-z]{7})/, 15_000, 'stdout'))[1]!;
+    const join = await startJoin(broker, code);
+    // A light stream: a small keep-alive request every 10 ms, for as long as the upload runs.
+    const light = await socksConnect(join.socks, '127.0.0.1', targets.httpPort);
+    expect(light.rep).toBe(0x00);
+    let answers = 0;
+    light.socket.on('data', (d: Buffer) => { answers += d.toString('latin1').split('HTTP/1.1 200').length - 1; });
+    const ask = () => light.socket.write(`GET / HTTP/1.1\r\nHost: t\r\n\r\n`);
+    ask();
+    const clicks = setInterval(ask, 10);
+    try {
+      const file = path.join(tempDir('rab-upload-'), 'body');
+      const body = targetLib.blob(24 * 1024 * 1024, 'stock-upload');
+      fs.writeFileSync(file, body);
+      const r = await curl(['--socks5-hostname', join.socks, '--data-binary', `@${file}`, '-H', 'Expect:', `http://127.0.0.1:${targets.httpPort}/sha256`], { maxTimeSec: 60 });
+      expect(r.stderr).toBe('');
+      expect(JSON.parse(r.stdout)).toEqual({ bytes: body.length, sha256: sha256(body) });
+    } finally {
+      clearInterval(clicks);
+      light.socket.destroy();
+    }
+    expect(answers).toBeGreaterThan(1); // the light stream was answered meanwhile
+    agent.child.stdin!.end();
+  }, 90_000);
 
   test('an invalid flag on the stock command line is refused with a message naming it', async () => {
     const agent = spawnProc('ssh -R', 'ssh', [...sshBaseArgs(key, broker.port), '-R', '0', '-T', 'expose@127.0.0.1', '--', '--allow', '10.0.0.0/33'], { stdin: true });
