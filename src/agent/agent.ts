@@ -30,7 +30,7 @@ import { serveSocksStream, type StreamReport } from './socks-responder';
  * (there the device, which decrypts, is the slowest stage). So uploads get the broker's
  * download rules on every leg: a window by time while alone or among bulk streams, the
  * cap while a light stream is active. Loopback, helper B's tiny requests while A
- * uploads (A/B × 3): B p50 7.05 -> 0.53 ms; A 548 -> 294 MiB/s while B is active.
+ * uploads (A/B × 3): B p50 6.79 -> 0.53 ms; A 541 -> 287 MiB/s while B is active.
  */
 const DEVICE_LEG: WindowScope = {};
 

@@ -5,9 +5,10 @@
  * data arrives. The broker times the opens it makes to devices (answered by the device
  * itself). A device makes no opens (the broker opens every stream to it); a helper's
  * opens are answered only once the device has dialled, so they time both legs; and the
- * broker's windows for a helper's uploads need the helper's leg. So those ask: `keepalive@openssh.com` with a reply wanted, the request ssh2 and OpenSSH
- * send as keepalive, which every SSH implementation answers (with a failure: it means
- * nothing to them).
+ * broker's windows for a helper's uploads need the helper's leg. So those ask:
+ * `keepalive@openssh.com` with a reply wanted, the request ssh2 and OpenSSH send as
+ * keepalive, which every SSH implementation answers (with a failure: it means nothing
+ * to them).
  *
  * Replies to global requests come back in order and carry no id. On a client (ssh2's
  * `Client`) our callback joins ssh2's own reply queue in the same turn as the request.

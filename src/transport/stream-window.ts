@@ -199,7 +199,7 @@ interface Registry {
   closedActive: number;
   /** The same, of a stream that was light when it closed (a helper's short requests on new connections). */
   closedLightActive: number;
-  /** Shared at least until then (the second most recent activity + hold). */
+  /** Shared until then: at most RECHECK_MS ahead, since a light stream may turn bulk. */
   sharedUntil: number;
   /** Not shared until then, unless a quiet stream becomes active. */
   quietUntil: number;
