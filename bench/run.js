@@ -33,7 +33,7 @@ const TITLES = {
   fairness: 'fairness (helper B tiny requests while helper A downloads, then uploads, through the same device)',
   memory: 'memory (server memory per idle session and per open stream)',
   wan: 'emulated WAN (10 ms each way on both legs; time to greeting, success, first byte; downloads alone, beside an idle connection and two at once; an upload; bursts)',
-  slowlink: 'slow link (10 Mbit/s each way per connection, 10 ms each way per leg): helper B\'s tiny requests and new connections while helper A downloads; then one helper on a slow link; then A uploads over a slow device downlink and over one helper\'s slow uplink',
+  slowlink: 'slow link (10 Mbit/s each way per connection, 10 ms each way per leg): helper B\'s tiny requests and new connections while helper A downloads; then one helper on a slow link; then A uploads over a slow device downlink (also with a stock ssh -R device) and over one helper\'s slow uplink',
   httpfront: 'HTTP proxy front-end vs SOCKS front-end (small keep-alive requests)',
 };
 
@@ -71,7 +71,7 @@ function sizesFor(o) {
     httpRequests: 1000,
     repeats: { bulk: 3, connections: 3, concurrency: 3, fairness: 2, wan: 1, slowlink: 2, httpfront: 5 },
     jobCapMs: 120_000,
-    budgetS: { bulk: 900, connections: 450, concurrency: 600, fairness: 600, memory: 400, wan: 300, slowlink: 1000, httpfront: 200 },
+    budgetS: { bulk: 900, connections: 450, concurrency: 600, fairness: 600, memory: 400, wan: 300, slowlink: 1100, httpfront: 200 },
   };
   const quick = {
     bulkBytes: 64 * 1024 ** 2, connCount: 200, connWarmup: 100, concConns: 50, concReqs: 10, idleStreams: 200,

@@ -484,23 +484,31 @@ async function slowlink(ctx, res) {
     `helper A downloads without pause; after ${sizes.slowSettleMs / 1000} s helper B makes ${sizes.slowPersistent} tiny requests on one connection, then ${sizes.slowFresh} new connections with one request each (time to the response, SOCKS included). ` +
     `First every leg is slow; then ("one helper on a slow link") only the helpers' leg is, and B's requests go through A's helper. ` +
     `Then A uploads instead: with only the device's leg slow ("slow device downlink"), and with one helper's leg slow, B through A's helper ("one helper's slow uplink"); ` +
+    `then the slow device downlink again with our broker and helpers but a stock \`ssh -R 0 expose@broker\` as the device (ours only: OpenSSH's chain is the one of the slow device downlink rows); ` +
     `A's rate is what the target acknowledged, and a stopped upload is waited for until it has all arrived`);
   const budget = new Budget(sizes.budgetS.slowlink);
   await slowlinkPart(ctx, res, budget, { tag: 'slow', rates: [rate, rate], sameHelper: false, prefix: '' });
   await slowlinkPart(ctx, res, budget, { tag: 'slowhelper', rates: [rate, 0], sameHelper: true, prefix: 'one helper on a slow link: ' });
   await slowlinkPart(ctx, res, budget, { tag: 'slowdevup', rates: [0, rate], sameHelper: false, upload: true, prefix: 'slow device downlink: ' });
   await slowlinkPart(ctx, res, budget, { tag: 'slowhelperup', rates: [rate, 0], sameHelper: true, upload: true, prefix: 'one helper\'s slow uplink: ' });
+  // The same link with a zero-install device: OpenSSH's chain there is the one measured just above.
+  await slowlinkPart(ctx, res, budget, { tag: 'slowdevupstock', rates: [0, rate], sameHelper: false, upload: true, stockDevice: true, prefix: 'stock ssh -R device, slow device downlink: ' });
 }
 
-/** One slowlink setting: `rates` = [helpers' leg, device's leg] in bytes/s (0: delay only); A downloads, or uploads. */
-async function slowlinkPart(ctx, res, budget, { tag, rates, sameHelper, upload = false, prefix }) {
+/**
+ * One slowlink setting: `rates` = [helpers' leg, device's leg] in bytes/s (0: delay only); A
+ * downloads, or uploads. With `stockDevice` our chain's device is a stock `ssh -R`, and no
+ * OpenSSH chain runs (the same setting without it measured that one).
+ */
+async function slowlinkPart(ctx, res, budget, { tag, rates, sameHelper, upload = false, stockDevice = false, prefix }) {
   const doing = upload ? 'uploading' : 'downloading';
   const { sizes, dir } = ctx;
   const slowDir = path.join(dir, tag);
   fs.mkdirSync(slowDir, { recursive: true });
   const targets = [];
   const legRates = [];
-  if (ctx.sshd) targets.push(ctx.sshd.port, ctx.sshd.port), legRates.push(...rates);
+  const sshd = stockDevice ? undefined : ctx.sshd;
+  if (sshd) targets.push(sshd.port, sshd.port), legRates.push(...rates);
   const broker = await ours.startBroker(slowDir, { name: `broker-${tag}` });
   targets.push(broker.port, broker.port);
   legRates.push(...rates);
@@ -512,19 +520,19 @@ async function slowlinkPart(ctx, res, budget, { tag, rates, sameHelper, upload =
   const helpers = sameHelper ? 1 : 2;
   const chains = [];
   try {
-    if (ctx.sshd) {
+    if (sshd) {
       for (const variant of ['N', 'tt']) {
         ctx.log(`slowlink: starting OpenSSH (${variant}) chain through the link relays (${tag})`);
         try {
-          chains.push(await ossh.startChain(ctx.sshd, ctx.target, { variant, helpers, helperPort: ports[0], devicePort: ports[1] }));
+          chains.push(await ossh.startChain(sshd, ctx.target, { variant, helpers, helperPort: ports[0], devicePort: ports[1] }));
         } catch (err) {
           res.error(`openssh-${variant}: ${err.message}`);
         }
       }
     }
-    const ob = ctx.sshd ? 2 : 0;
+    const ob = sshd ? 2 : 0;
     ctx.log(`slowlink: starting our chain through the link relays (${tag})`);
-    chains.push(await ours.startChain(slowDir, ctx.target, { broker, helpers, helperAddress: `127.0.0.1:${ports[ob]}`, deviceAddress: `127.0.0.1:${ports[ob + 1]}`, tag: `-${tag}` }));
+    chains.push(await ours.startChain(slowDir, ctx.target, { broker, helpers, helperAddress: `127.0.0.1:${ports[ob]}`, deviceAddress: `127.0.0.1:${ports[ob + 1]}`, tag: `-${tag}`, stockDevice }));
     await eachRun({ reps: sizes.repeats.slowlink, items: (rep) => rotated(chains, rep), budget, res, label: (v) => v.name }, async (v, rep) => {
       ctx.log(`slowlink: ${prefix || 'every leg slow: '}helper B while helper A is ${doing} via ${v.name} (run ${rep + 1}/${sizes.repeats.slowlink})`);
       const a = startJob('bulkUntilStopped', { socks: v.socks, target: ctx.target, upload }, { hardTimeoutMs: sizes.jobCapMs * 2 + 120_000 });

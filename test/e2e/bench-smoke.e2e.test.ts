@@ -20,6 +20,7 @@ test('npm run bench -- --quick (httpfront, connections, slowlink) produces a res
   expect(median('httpfront', 'keep-alive requests/s via SOCKS')).toBeGreaterThan(0);
   expect(median('connections', 'connections/s (sequential)')).toBeGreaterThan(0);
   expect(median('slowlink', 'B same-connection p50, A downloading')).toBeGreaterThan(0);
+  expect(median('slowlink', 'stock ssh -R device, slow device downlink: B same-connection p50, A uploading')).toBeGreaterThan(0);
   // The relay really is a 10 Mbit/s link (1.19 MiB/s), or the scenario measures nothing.
   const a = median('slowlink', 'A download while B runs');
   expect(a).toBeGreaterThan(0);
