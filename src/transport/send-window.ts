@@ -66,7 +66,7 @@ interface Senders {
   byId: Map<number, Sender>;
   step: number;
   original: AdjustHandler;
-  /** ssh2's first argument to the handler (its protocol), kept for releases. */
+  /** ssh2's first argument to the handler (its protocol), kept for releases; the protocol until one arrives. */
   proto: unknown;
   timer: NodeJS.Timeout | undefined;
 }
@@ -118,7 +118,7 @@ function sendersOf(proto: ProtocolInternals): Senders | undefined {
   const handlers = proto._handlers;
   const original = handlers?.CHANNEL_WINDOW_ADJUST;
   if (!handlers || typeof original !== 'function') return undefined;
-  const senders: Senders = { byId: new Map(), step: 0, original: original as AdjustHandler, proto: undefined, timer: undefined };
+  const senders: Senders = { byId: new Map(), step: 0, original: original as AdjustHandler, proto, timer: undefined };
   proto[SENDERS] = senders;
   handlers.CHANNEL_WINDOW_ADJUST = function limited(p: unknown, recipient: number, amount: number) {
     senders.proto = p;
