@@ -20,19 +20,9 @@ import { generateIdentity, type Identity } from '../transport/keys';
 import { rejectChannel } from '../transport/open-failure';
 import { watchRoundTrip } from '../transport/round-trip';
 import { connectSsh, execChannel } from '../transport/ssh-client';
-import { acceptWithStreamWindow, type WindowScope } from '../transport/stream-window';
+import { acceptWithStreamWindow } from '../transport/stream-window';
 import { serveNamedOpen } from './named-responder';
 import { serveSocksStream, type StreamReport } from './socks-responder';
-
-/**
- * Uploads flow broker -> device: what one stream has in flight is what every other
- * stream's request waits behind, over a slow device downlink and on loopback alike
- * (there the device, which decrypts, is the slowest stage). So uploads get the broker's
- * download rules on every leg: a window by time while alone or among bulk streams, the
- * cap while a light stream is active. Loopback, helper B's tiny requests while A
- * uploads (A/B × 3): B p50 6.79 -> 0.53 ms; A 541 -> 287 MiB/s while B is active.
- */
-const DEVICE_LEG: WindowScope = {};
 
 export interface ExposeOptions {
   broker: string;
@@ -92,7 +82,13 @@ export class Agent extends EventEmitter<AgentEvents> {
         return rejectChannel(client, reject, OpenFailure.RESOURCE_SHORTAGE, `BRK_RATE_LIMITED: more than ${max} streams at once on this device`);
       }
       const open = parseNamedOpen(info.srcIP, info.srcPort);
-      const acceptSized = () => acceptWithStreamWindow(client, accept, DEVICE_LEG);
+      // Uploads flow broker -> device: what one stream has in flight is what every other
+      // stream's request waits behind, over a slow device downlink and on loopback alike
+      // (there the device, which decrypts, is the slowest stage). So they get the broker's
+      // download rules on every leg (no WindowScope.longOnly): a window by time while alone
+      // or among bulk streams, the cap while a light stream is active. Loopback, helper B's
+      // tiny requests while A uploads (A/B × 3): B p50 6.79 -> 0.53 ms; A 541 -> 287 MiB/s.
+      const acceptSized = () => acceptWithStreamWindow(client, accept);
       if (open.kind === 'socks') return this.serve(acceptSized()!, info.srcPort);
       if (open.kind === 'connect') return this.serveNamed(client, open.helper, open.target, acceptSized, reject);
       // A probe (the broker timing this link) or a named open we cannot read: refuse at once.

@@ -48,8 +48,7 @@ interface ProtocolInternals {
 }
 
 interface Sender {
-  channel: Duplex;
-  ch: ChannelInternals;
+  channel: Duplex & ChannelInternals;
   /** The device's credit when the limit was put on: its window, less what was sent before. */
   base: number;
   /** Credit the device granted that ssh2 has not been told of yet. */
@@ -100,7 +99,7 @@ function watchStalls(senders: Senders): void {
     let holding = false;
     for (const [id, s] of senders.byId) {
       if (s.hidden <= 0) continue;
-      if (s.ch.outgoing.window <= 0 && now - s.lastAdjust >= STALL_MS) {
+      if (s.channel.outgoing.window <= 0 && now - s.lastAdjust >= STALL_MS) {
         s.released = true;
         release(senders, id, s);
       } else holding = true;
@@ -127,13 +126,13 @@ function sendersOf(proto: ProtocolInternals): Senders | undefined {
     if (!s) return senders.original(p, recipient, amount);
     const now = Date.now();
     s.lastAdjust = now;
-    const real = s.ch.outgoing.window + s.hidden + amount;
+    const real = s.channel.outgoing.window + s.hidden + amount;
     const hidden = Math.max(0, Math.min(real, holdBack(senders, s, now)));
     const told = amount + s.hidden - hidden;
     s.hidden = hidden;
     if (hidden > 0) watchStalls(senders);
     if (told > 0) return senders.original(p, recipient, told);
-    s.ch.outgoing.window += told; // hides credit ssh2 already had: it stays >= 0 (hidden <= real)
+    s.channel.outgoing.window += told; // hides credit ssh2 already had: it stays >= 0 (hidden <= real)
     return undefined;
   };
   return senders;
@@ -151,7 +150,7 @@ export function limitSendWindow(channel: Duplex): void {
   if (!senders) return;
   const id = ch.incoming.id;
   const s: Sender = {
-    channel, ch: ch as ChannelInternals, base: ch.outgoing.window, hidden: 0, lastAdjust: Date.now(),
+    channel: channel as Duplex & ChannelInternals, base: ch.outgoing.window, hidden: 0, lastAdjust: Date.now(),
     released: false, light: false, lightCheckedAt: 0,
   };
   senders.byId.set(id, s);
@@ -159,7 +158,7 @@ export function limitSendWindow(channel: Duplex): void {
   const hidden = Math.min(s.base, holdBack(senders, s, Date.now()));
   if (hidden > 0) {
     s.hidden = hidden;
-    s.ch.outgoing.window -= hidden;
+    s.channel.outgoing.window -= hidden;
     watchStalls(senders);
   }
   channel.once('close', () => {

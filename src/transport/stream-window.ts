@@ -170,9 +170,6 @@ interface Entry {
   aloneHighWaterMark: number;
   /** When data from the device last arrived on this channel (ms). */
   lastActive: number;
-  /** Bytes in the last completed rate period, and that period's length (ms); 0 before the first. */
-  lastPeriodBytes: number;
-  lastPeriodMs: number;
   /** The current rate measurement: since when, and how many bytes. */
   since: number;
   bytes: number;
@@ -252,7 +249,7 @@ function regrantStep(cap: number, fraction: number): number {
  */
 function isBulk(reg: Registry, e: Entry): boolean {
   const period = Math.max(reg.distance, RATE_MIN_PERIOD_MS);
-  return e.startBytes + e.bytes >= BULK_BYTES_PER_MS * period || (e.lastPeriodMs > 0 && e.lastPeriodBytes >= BULK_BYTES_PER_MS * e.lastPeriodMs);
+  return e.startBytes + e.bytes >= BULK_BYTES_PER_MS * period || (e.rates.at(-1) ?? 0) >= BULK_BYTES_PER_MS;
 }
 
 /**
@@ -313,9 +310,7 @@ function measureRate(reg: Registry, entry: Entry, now: number, bytes: number): v
     entry.since = now;
     entry.bytes = 0;
     entry.startBytes = bytes;
-    entry.lastPeriodBytes = 0; // bulk once is not bulk now: a keep-alive connection's next reply is light
-    entry.lastPeriodMs = 0;
-    entry.rates.length = 0;
+    entry.rates.length = 0; // bulk once is not bulk now: a keep-alive connection's next reply is light
     entry.startup = true;
     entry.startupBest = 0;
     entry.plateaus = 0;
@@ -324,8 +319,6 @@ function measureRate(reg: Registry, entry: Entry, now: number, bytes: number): v
   entry.bytes += bytes;
   if (elapsed < period) return;
   const last = entry.bytes / elapsed;
-  entry.lastPeriodBytes = entry.bytes;
-  entry.lastPeriodMs = elapsed;
   entry.rates.push(last);
   if (entry.rates.length > RATE_ROUNDS) entry.rates.shift();
   const rate = Math.max(...entry.rates);
@@ -478,7 +471,7 @@ export function capReceiveWindow(channel: Duplex, cap: number = STREAM_WINDOW, s
   }
   const entry: Entry = {
     ch, base: cap, cap, alone: Math.max(cap, ch.incoming.window), longOnly: scope.longOnly === true,
-    aloneHighWaterMark: ch._readableState?.highWaterMark ?? 0, lastActive: 0, lastPeriodBytes: 0, lastPeriodMs: 0, since: 0, bytes: 0, startBytes: 0, rates: [],
+    aloneHighWaterMark: ch._readableState?.highWaterMark ?? 0, lastActive: 0, since: 0, bytes: 0, startBytes: 0, rates: [],
     startup: true, startupBest: 0, plateaus: 0,
   };
   registry.entries.set(id, entry);

@@ -1,23 +1,11 @@
-import net from 'node:net';
-import { Client, Server } from 'ssh2';
-import { generateIdentity } from '../../src/transport/keys';
+import type { Client, Connection } from 'ssh2';
 import { timeRoundTrip } from '../../src/transport/round-trip';
+import { sshPair } from './ssh-pair';
 
-/** A real ssh2 server (which answers keepalive@openssh.com with a failure, as any server does) and a client. */
-async function pair() {
-  const server = new Server({ hostKeys: [generateIdentity().privateKey] }, (conn) => {
-    conn.on('authentication', (ctx) => ctx.accept());
-    conn.on('error', () => {});
-    conn.on('request', (accept, _reject, name) => { if (name === 'tcpip-forward') setTimeout(() => accept?.(4321), 20); });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const client = new Client();
-  await new Promise<void>((resolve, reject) => {
-    client.once('ready', () => resolve()).once('error', reject);
-    client.connect({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port, username: 'u' });
-  });
-  return { client, close: () => { client.end(); server.close(); } };
-}
+/** A pair whose server answers forwardIn 20 ms late (keepalive@openssh.com it answers at once, with a failure, as any server does). */
+const pair = () => sshPair((conn) => {
+  conn.on('request', (accept, _reject, name) => { if (name === 'tcpip-forward') setTimeout(() => accept?.(4321), 20); });
+});
 
 test('a global request is timed, and replies to other global requests still reach their own callbacks', async () => {
   const { client, close } = await pair();
@@ -44,19 +32,9 @@ test('an object without ssh2\'s internals, or a closed connection, is not timed'
 });
 
 test('a server connection times its pings too, among its own keepalive pings, whose replies it otherwise ignores', async () => {
-  let serverConn: import('ssh2').Connection | undefined;
-  const server = new Server({ hostKeys: [generateIdentity().privateKey], keepaliveInterval: 5, keepaliveCountMax: 1000 }, (conn) => {
-    serverConn = conn;
-    conn.on('authentication', (ctx) => ctx.accept());
-    conn.on('error', () => {});
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const client = new Client();
+  let serverConn: Connection | undefined;
+  const { close } = await sshPair((conn) => { serverConn = conn; }, { keepaliveInterval: 5, keepaliveCountMax: 1000 });
   try {
-    await new Promise<void>((resolve, reject) => {
-      client.once('ready', () => resolve()).once('error', reject);
-      client.connect({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port, username: 'u' });
-    });
     const times: Array<number | undefined> = [];
     for (let i = 0; i < 10; i++) {
       times.push(await timeRoundTrip(serverConn!));
@@ -64,7 +42,6 @@ test('a server connection times its pings too, among its own keepalive pings, wh
     }
     expect(times.every((t) => typeof t === 'number' && t >= 0)).toBe(true);
   } finally {
-    client.end();
-    server.close();
+    close();
   }
 });

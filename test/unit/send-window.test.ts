@@ -74,15 +74,21 @@ function upload(proto: Proto, ch: Chan, packets: number, step = 3 * PACKET) {
   return d;
 }
 
+/** At fake time `now`: stream `a` held back by the broker, and `b` just answered (a light stream is active). */
+function uploadBesideLight(now: number) {
+  jest.useFakeTimers({ now });
+  const conn = connection();
+  const a = conn.channel(1);
+  const b = conn.channel(2);
+  limitSendWindow(a);
+  b.push(Buffer.from('x'));
+  return { ...conn, a, b };
+}
+
 afterEach(() => jest.useRealTimers());
 
 test('while a light stream is active, at most the cap plus the device\'s re-grant step goes unacknowledged', () => {
-  jest.useFakeTimers({ now: 1_000_000 });
-  const { proto, channel } = connection();
-  const a = channel(1);
-  const b = channel(2);
-  limitSendWindow(a);
-  b.push(Buffer.from('x')); // helper B's reply: a light stream is active
+  const { proto, a } = uploadBesideLight(1_000_000); // helper B's reply: a light stream is active
   // Until the device has re-granted once, its step is unknown: nothing is held back.
   const first = upload(proto, a, 8);
   expect(first.maxCredit).toBe(WINDOW);
@@ -114,24 +120,14 @@ test('a new stream is held back from the start when a light stream is active and
 });
 
 test('a device that re-grants only after 1 MiB (ssh2\'s rule) is not held back: a limit below that step would stall', () => {
-  jest.useFakeTimers({ now: 3_000_000 });
-  const { proto, channel } = connection();
-  const a = channel(1);
-  const b = channel(2);
-  limitSendWindow(a);
-  b.push(Buffer.from('x'));
+  const { proto, a } = uploadBesideLight(3_000_000);
   const d = upload(proto, a, 400, WINDOW / 2);
   expect(d.sent).toBe(400 * PACKET);
   expect(d.maxCredit).toBeGreaterThan(WINDOW / 2);
 });
 
 test('a stream held back that gets no credit for STALL_MS gets all of it, and is not held back again', () => {
-  jest.useFakeTimers({ now: 4_000_000 });
-  const { proto, channel, resumed } = connection();
-  const a = channel(1);
-  const b = channel(2);
-  limitSendWindow(a);
-  b.push(Buffer.from('x'));
+  const { proto, resumed, a, b } = uploadBesideLight(4_000_000);
   upload(proto, a, 400); // held back: blocked at the limit
   // The device stops crediting (its target stopped reading, or its rule changed).
   const blocked = upload(proto, a, 400, Infinity);

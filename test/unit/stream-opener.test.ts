@@ -5,11 +5,10 @@
  * sizes its streams' windows: to its own leg, timed with pings (an open's answer comes
  * only once the device has dialled, so it also times the device's leg).
  */
-import net from 'node:net';
-import { Client, Server, type ServerChannel } from 'ssh2';
+import type { ServerChannel } from 'ssh2';
 import { BrokerError, OpenFailure, toSocksReply } from '../../src/errors';
 import { SshStreamOpener } from '../../src/helper/stream-opener';
-import { generateIdentity } from '../../src/transport/keys';
+import { sshPair } from './ssh-pair';
 import { openFailureError } from '../../src/transport/open-failure';
 import { makeTarget } from '../../src/protocol/target';
 
@@ -69,23 +68,13 @@ const MAX_WINDOW = 2 * 1024 * 1024;
 
 test('a device slow to answer opens does not make a loopback leg look long: streams keep ssh2\'s window', async () => {
   const windows: number[] = [];
-  const server = new Server({ hostKeys: [generateIdentity().privateKey] }, (conn) => {
-    conn.on('authentication', (ctx) => ctx.accept());
-    conn.on('error', () => {});
-    // Each open is answered 60 ms late (a far device); pings are answered at once.
-    conn.on('tcpip', (accept) => setTimeout(() => {
-      const ch: ServerChannel = accept();
-      windows.push((ch as unknown as { outgoing: { window: number } }).outgoing.window);
-      ch.end();
-    }, 60));
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const client = new Client();
+  // Each open is answered 60 ms late (a far device); pings are answered at once.
+  const { client, close } = await sshPair((conn) => conn.on('tcpip', (accept) => setTimeout(() => {
+    const ch: ServerChannel = accept();
+    windows.push((ch as unknown as { outgoing: { window: number } }).outgoing.window);
+    ch.end();
+  }, 60)));
   try {
-    await new Promise<void>((resolve, reject) => {
-      client.once('ready', () => resolve()).once('error', reject);
-      client.connect({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port, username: 'u' });
-    });
     const opener = new SshStreamOpener(client);
     for (let i = 0; i < 3; i++) {
       const { stream } = await opener.open(makeTarget('127.0.0.1', 80));
@@ -95,7 +84,6 @@ test('a device slow to answer opens does not make a loopback leg look long: stre
     // Timed from its opens, the leg would be 60 ms long, and later opens would announce the cap.
     expect(windows).toEqual([MAX_WINDOW, MAX_WINDOW, MAX_WINDOW]);
   } finally {
-    client.end();
-    server.close();
+    close();
   }
 });
