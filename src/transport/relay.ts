@@ -151,6 +151,19 @@ function pump(src: Duplex, dst: Duplex): Pump {
   return p;
 }
 
+/**
+ * Both directions are done: a client-side SSH channel whose EOF has just gone sends
+ * its CLOSE right behind it, in the same turn and so the same write. Left to itself
+ * it closes when Node destroys the finished stream, a tick later, after the EOF's
+ * write: two writes on the device (and two reads on the broker) per stream.
+ * Server-side channels already send both on `end()`; a channel with data still
+ * queued sends its EOF later and closes as before.
+ */
+function closeBehindEof(s: Duplex): void {
+  const ch = s as Duplex & { outgoing?: { state?: string }; close?: () => void };
+  if (!s.destroyed && ch.outgoing?.state === 'eof' && typeof ch.close === 'function' && sshSocketOf(s)) ch.close();
+}
+
 /** Relay `a` ⇄ `b` until both sides are closed. */
 export function relay(a: Duplex, b: Duplex, opts: { flushTimeoutMs?: number } = {}): Promise<RelayResult> {
   const started = Date.now();
@@ -172,6 +185,8 @@ export function relay(a: Duplex, b: Duplex, opts: { flushTimeoutMs?: number } = 
       if (++ended === 2) {
         if (!a.writableEnded) a.end();
         if (!b.writableEnded) b.end();
+        closeBehindEof(a);
+        closeBehindEof(b);
       }
     };
     a.once('end', onEnd(b, aToB));

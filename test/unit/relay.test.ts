@@ -244,6 +244,33 @@ describe('relay into an SSH channel', () => {
       close();
     }
   });
+  test('once both directions are done, a client channel sends CLOSE in the same turn as its EOF', async () => {
+    const { channel, peer, close } = await sshPair();
+    try {
+      // A device's relay: the channel from the broker and a socket to the target.
+      const got: Buffer[] = [];
+      const other = new Duplex({ read() {}, write(c: Buffer, _e, cb) { got.push(c); cb(); } });
+      const done = relay(channel, other);
+      const peerData: Buffer[] = [];
+      peer.on('data', (c: Buffer) => peerData.push(c));
+      peer.resume();
+      peer.write('request');
+      (peer as unknown as { eof(): void }).eof(); // the helper's EOF, as the broker forwards it
+      await new Promise((r) => channel.once('end', r));
+      // The target answers and ends: the relay sends EOF, and with it CLOSE (listeners run in order).
+      const state = new Promise<string | undefined>((r) => other.once('end', () => r((channel as unknown as { outgoing: { state: string } }).outgoing.state)));
+      other.push('reply');
+      other.push(null);
+      expect(await state).toBe('closing');
+      const r = await done;
+      expect([r.aToB, r.bToA]).toEqual([7, 5]);
+      expect(Buffer.concat(got).toString()).toBe('request');
+      expect(Buffer.concat(peerData).toString()).toBe('reply');
+    } finally {
+      close();
+    }
+  });
+
   test('the peer closing a channel that is holding its source ends the relay and frees the source', async () => {
     const { channel, peer, close } = await sshPair();
     try {
