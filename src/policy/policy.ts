@@ -110,6 +110,15 @@ function ruleList(rules: readonly Rule[], max = 6): string {
 
 /** An allow/deny rule set with the decision procedure described at the top of this file. Immutable. */
 export class Policy {
+  /**
+   * Decisions already made: a decision depends only on its inputs and the rules,
+   * which never change. Deciding parses the address once per rule (ipaddr.js), 3 % of
+   * the broker's and the device's JavaScript per connection; a helper asks for the
+   * same few targets over and over.
+   */
+  private readonly dialDecisions = new DecisionMemo();
+  private readonly requestDecisions = new DecisionMemo();
+
   private constructor(
     readonly allow: readonly Rule[],
     readonly deny: readonly Rule[],
@@ -130,6 +139,14 @@ export class Policy {
    * name rules and messages, it can never make a sensitive address allowed.
    */
   checkDial(ip: string, port: number, requestedName?: string): PolicyDecision {
+    if (typeof ip !== 'string' || !Number.isInteger(port) || (requestedName !== undefined && typeof requestedName !== 'string')) {
+      return this.decideDial(ip, port, requestedName);
+    }
+    // The length of `ip` keeps the key unambiguous whatever either string holds.
+    return this.dialDecisions.get(`${port} ${ip.length} ${ip}${requestedName ?? ''}`, () => this.decideDial(ip, port, requestedName));
+  }
+
+  private decideDial(ip: string, port: number, requestedName?: string): PolicyDecision {
     const addr = typeof ip === 'string' ? normalizeIp(ip) : null;
     const name = normalizeName(requestedName);
     if (addr === null) return deny(`"${printable(String(ip), 60)}" is not an IP address; the device only dials checked addresses`);
@@ -164,6 +181,11 @@ export class Policy {
 
   /** Early fail-fast check (broker side, before DNS); see rule 6 at the top of this file. */
   checkRequest(target: Target): PolicyDecision {
+    if (typeof target.host !== 'string' || !Number.isInteger(target.port)) return this.decideRequest(target);
+    return this.requestDecisions.get(`${target.kind} ${target.port} ${target.host}`, () => this.decideRequest(target));
+  }
+
+  private decideRequest(target: Target): PolicyDecision {
     const { port } = target;
     if (target.kind !== 'domain') return this.checkDial(target.host, port);
     const asIp = normalizeIp(target.host);
@@ -217,6 +239,25 @@ function hostText(r: Rule): string {
   if (r.host.kind === 'any') return 'any host';
   if (r.host.kind === 'suffix') return `*.${r.host.suffix} (subdomains)`;
   return formatRuleHost(r.host);
+}
+
+/** At most MAX decisions by key; full, it starts afresh (a scan of many targets just misses). */
+class DecisionMemo {
+  static readonly MAX = 1024;
+  /** Keys longer than this are decided every time (hostile names stay out of memory). */
+  static readonly MAX_KEY = 300;
+  private readonly map = new Map<string, PolicyDecision>();
+
+  get(key: string, decide: () => PolicyDecision): PolicyDecision {
+    const known = this.map.get(key);
+    if (known) return known;
+    const decision = Object.freeze(decide());
+    if (key.length <= DecisionMemo.MAX_KEY) {
+      if (this.map.size >= DecisionMemo.MAX) this.map.clear();
+      this.map.set(key, decision);
+    }
+    return decision;
+  }
 }
 
 function deny(reason: string): PolicyDecision {

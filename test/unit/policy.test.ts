@@ -150,6 +150,45 @@ describe('Policy.checkRequest', () => {
   });
 });
 
+describe('Policy decisions made once', () => {
+  test('a repeated check gives the same (frozen) decision as the first', () => {
+    const p = Policy.fromRules(['10.20.0.0/16'], []);
+    const first = p.checkDial('10.20.3.4', 22);
+    expect(p.checkDial('10.20.3.4', 22)).toBe(first);
+    expect(Object.isFrozen(first)).toBe(true);
+    const t = makeTarget('10.20.3.4', 22);
+    expect(p.checkRequest(t)).toBe(p.checkRequest(t));
+  });
+
+  test('inputs that would read alike when joined never share a decision', () => {
+    const p = Policy.fromRules(['10.20.0.0/16', 'x.lan'], []);
+    // ip "10.20.3.4" + name "x.lan" and ip "10.20.3.4x" + name ".lan" join to the same text
+    expect(p.checkDial('10.20.3.4', 80, 'x.lan').allowed).toBe(true);
+    expectVerdict(p.checkDial('10.20.3.4x', 80, '.lan'), 'deny:is not an IP address');
+    // and the other order
+    const q = Policy.fromRules(['10.20.0.0/16', 'x.lan'], []);
+    expectVerdict(q.checkDial('10.20.3.4x', 80, '.lan'), 'deny:is not an IP address');
+    expect(q.checkDial('10.20.3.4', 80, 'x.lan').allowed).toBe(true);
+    // the port is part of the key
+    const r = Policy.fromRules(['printer.lan:80'], []);
+    expect(r.checkRequest(makeTarget('printer.lan', 80)).allowed).toBe(true);
+    expect(r.checkRequest(makeTarget('printer.lan', 8080)).allowed).toBe(false);
+  });
+
+  test('decisions stay right past the memo size, for long names too, and never depend on order', () => {
+    const p = Policy.fromRules(['10.20.0.0/16'], ['10.20.9.9']);
+    for (let i = 0; i < 2500; i++) {
+      const ip = `10.20.${(i >> 8) & 255}.${i & 255}`;
+      expect(p.checkDial(ip, 443).allowed).toBe(ip !== '10.20.9.9');
+    }
+    expectVerdict(p.checkDial('10.20.9.9', 443), 'deny:denied by rule "10.20.9.9"');
+    const long = `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}`;
+    expectVerdict(p.checkDial('127.0.0.1', 22, long), 'deny:loopback');
+    expectVerdict(p.checkDial('127.0.0.1', 22, long), 'deny:loopback');
+    expect(p.checkDial('10.20.1.1', 22, long).allowed).toBe(true);
+  });
+});
+
 describe('allowsSensitiveExplicitly', () => {
   const cases: Array<[string, string, number, boolean]> = [
     ['127.0.0.1:8080', '127.0.0.1', 8080, true],
