@@ -50,4 +50,18 @@ describe('createLogger', () => {
       expect.objectContaining({ level: 'info', message: 'deep', scope: 'test › chan#3 › inner' }),
     ]);
   });
+
+  test('JSON lines carry an ISO timestamp; meta JSON cannot write (a cycle, a BigInt) still gives a line', async () => {
+    const cyclic: Record<string, unknown> = { name: 'c' };
+    cyclic.self = cyclic;
+    const out = await lines('info', (log) => {
+      log.info('plain', { n: 1 });
+      log.info('cycle', { cyclic });
+      log.warn('big', { b: 10n });
+    });
+    expect(out.map((o) => o.message)).toEqual(['plain', 'cycle', 'big']);
+    for (const o of out) expect(new Date(String(o.timestamp)).toISOString()).toBe(o.timestamp);
+    expect(out[1]).toMatchObject({ cyclic: { name: 'c', self: '[Circular]' } });
+    expect(out[2]).toMatchObject({ level: 'warn', b: '10' });
+  });
 });
