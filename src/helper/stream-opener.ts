@@ -20,6 +20,7 @@ import type { Client, ClientChannel } from 'ssh2';
 import { Timeouts } from '../protocol/constants';
 import { UNKNOWN_BOUND } from '../protocol/socks5';
 import type { Target } from '../protocol/target';
+import type { CancelSignal } from '../transport/early-close';
 import { awaitNamedOpen } from '../transport/open-failure';
 import { watchRoundTrip } from '../transport/round-trip';
 import { capReceiveWindow, markStreamInUse, openWithStreamWindow, STREAM_WINDOW, type WindowScope } from '../transport/stream-window';
@@ -36,7 +37,7 @@ export interface OpenedStream {
 
 /** What SOCKS/HTTP front-ends depend on; they never touch ssh2. */
 export interface StreamOpener {
-  open(target: Target, signal?: AbortSignal): Promise<OpenedStream>;
+  open(target: Target, signal?: CancelSignal): Promise<OpenedStream>;
 }
 
 /** StreamOpener over an SSH connection to the broker. */
@@ -48,7 +49,7 @@ export class SshStreamOpener implements StreamOpener {
     watchRoundTrip(client);
   }
 
-  open(target: Target, signal?: AbortSignal): Promise<OpenedStream> {
+  open(target: Target, signal?: CancelSignal): Promise<OpenedStream> {
     const client = this.client;
     const opened = () => new Promise<ClientChannel>((resolve, reject) => {
       // Downloads flow broker → helper: over a long or slow leg, keep one stream's data in

@@ -19,6 +19,7 @@ import type { Duplex } from 'node:stream';
 import type { Client, Connection } from 'ssh2';
 import { BrokerError, describeError, isBrokerErrorCode, OpenFailure, type OpenFailureReason } from '../errors';
 import { formatTarget, type Target } from '../protocol/target';
+import type { CancelSignal } from './early-close';
 
 interface ProtocolLike {
   channelOpenFail?: (recipient: number, reason: number, description: string) => void;
@@ -64,7 +65,7 @@ export function openFailureError(err: unknown, target: Target, peer = 'the broke
 export function awaitNamedOpen<T extends Duplex>(
   open: () => Promise<T>,
   target: Target,
-  opts: { timeoutMs: number; peer: string; signal?: AbortSignal },
+  opts: { timeoutMs: number; peer: string; signal?: CancelSignal },
 ): Promise<T> {
   const { signal } = opts;
   return new Promise<T>((resolve, reject) => {

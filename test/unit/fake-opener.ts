@@ -10,6 +10,7 @@ import { Duplex } from 'node:stream';
 import { BrokerError } from '../../src/errors';
 import type { OpenedStream, StreamOpener } from '../../src/helper/stream-opener';
 import { formatTarget, type Target } from '../../src/protocol/target';
+import type { CancelSignal } from '../../src/transport/early-close';
 
 export type Route =
   | { port: number; delayMs?: number }
@@ -67,7 +68,7 @@ export class FakeOpener implements StreamOpener {
     this.maxInUse = Math.max(this.maxInUse, this.inUse);
   }
 
-  async open(target: Target, signal?: AbortSignal): Promise<OpenedStream> {
+  async open(target: Target, signal?: CancelSignal): Promise<OpenedStream> {
     this.opened.push(formatTarget(target));
     this.pending++;
     this.bump();
@@ -105,7 +106,7 @@ export class FakeOpener implements StreamOpener {
   }
 }
 
-function abortableDelay(ms: number, signal: AbortSignal | undefined, onAbort: () => void): Promise<void> {
+function abortableDelay(ms: number, signal: CancelSignal | undefined, onAbort: () => void): Promise<void> {
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => { signal?.removeEventListener('abort', abort); resolve(); }, ms);
     const abort = () => { clearTimeout(t); onAbort(); reject(new BrokerError('BRK_INTERNAL', 'aborted')); };
