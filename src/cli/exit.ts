@@ -3,6 +3,7 @@
  * throws BrokerError; this turns it into one line on stderr (or a JSON event).
  */
 import { BrokerError, describeError, type BrokerErrorCode } from '../errors';
+import { Printer } from './printer';
 
 /** Exit codes, documented in the README. */
 export const ExitCode = {
@@ -41,6 +42,7 @@ export function exitCodeFor(err: unknown): number {
 export function fail(prog: string, err: unknown, json = false): never {
   const code = err instanceof BrokerError ? err.code : 'BRK_INTERNAL';
   const message = describeError(err);
+  Printer.flushAll();
   if (json) process.stdout.write(`${JSON.stringify({ event: 'error', code, message })}\n`);
   process.stderr.write(`${prog}: ${message} [${code}]\n`);
   process.exit(exitCodeFor(err));
