@@ -286,6 +286,18 @@ export function encodeRequest(target: Target, command: number = SocksCommand.CON
  */
 export function encodeReply(rep: number, bound: SocksBound = UNKNOWN_BOUND): Buffer {
   checkByte(rep, 'SOCKS reply: REP');
+  if (bound === UNKNOWN_BOUND) {
+    // What every helper-side reply carries: built once per code, copied per reply
+    // (building it parsed the address each time: 2 % of a helper's connection).
+    const known = (UNKNOWN_BOUND_REPLIES[rep] ??= encodeBound(rep, bound));
+    return Buffer.from(known);
+  }
+  return encodeBound(rep, bound);
+}
+
+const UNKNOWN_BOUND_REPLIES: Buffer[] = [];
+
+function encodeBound(rep: number, bound: SocksBound): Buffer {
   const port = bound.port;
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new BrokerError('BRK_INTERNAL', `SOCKS reply: bad bound port ${String(port)} (expected 0-65535)`);

@@ -308,6 +308,14 @@ describe('reply', () => {
     expect(expectOk(parseReply(encodeReply(rep))).rep).toBe(rep);
   });
 
+  test('replies without a bound address are built once but each caller gets its own copy', () => {
+    const first = encodeReply(0x05);
+    first.fill(0);
+    expect(encodeReply(0x05)).toEqual(b(5, 5, 0, 1, 0, 0, 0, 0, 0, 0));
+    expect(encodeReply(0x05)).not.toBe(encodeReply(0x05));
+    expect(() => encodeReply(256)).toThrow(/not a byte/);
+  });
+
   test('bound domain is not validated (informational), even empty', () => {
     const r = expectOk(parseReply(b(5, 0, 0, 3, 0, 0, 80)));
     expect(r.bound).toEqual({ host: '', port: 80 });
