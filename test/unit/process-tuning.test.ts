@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import { markingMode } from '../../src/transport/marking-mode';
-import { applyProcessTuning, appliedProcessTuning, ATOMIC_MARKING, V8_FLAGS } from '../../src/transport/process-tuning';
+import { applyProcessTuning, appliedProcessTuning, ATOMIC_MARKING, V8_FLAGS, WARMING_UP } from '../../src/transport/process-tuning';
 
 test('BROKER_PROCESS_TUNING=0 applies nothing', () => {
   const before = crypto.randomFillSync;
@@ -9,7 +9,7 @@ test('BROKER_PROCESS_TUNING=0 applies nothing', () => {
 });
 
 test('by default: the padding pool and the GC settings, and applying twice is harmless', () => {
-  const all = ['random-pool', ...V8_FLAGS, ATOMIC_MARKING];
+  const all = ['random-pool', ...V8_FLAGS, WARMING_UP, ATOMIC_MARKING];
   expect(applyProcessTuning({})).toEqual(all);
   expect(appliedProcessTuning()).toEqual(all);
   expect(['atomic', 'incremental']).toContain(markingMode()); // which one depends on the test runner's heap
