@@ -33,7 +33,7 @@
  *    connections: p99 2.77 -> 2.46 ms, broker CPU per connection -8 %, the first
  *    3,000 of fresh processes 596 -> 709/s; 8 downloads 536 vs 540 MiB/s.
  *    While the process warms up (its first 3 s of CPU), a quarter of the default
- *    instead (`warm-up.ts`): first 2,000 connections of fresh processes +10 %.
+ *    instead (`warm-up.ts`): first 2,000 connections of fresh processes +11 %.
  * 6. `--always-sparkplug`: functions get V8's baseline code on their first call,
  *    not after a budget spent in the interpreter. A/B, first 2,000 connections of
  *    fresh processes, three pairs: 489/499/441 -> 553/584/535 per second, p50
@@ -77,6 +77,7 @@ export function applyProcessTuning(env: NodeJS.ProcessEnv = process.env): string
   installLibraryTuning();
   for (const flag of V8_FLAGS) v8.setFlagsFromString(flag);
   // V8_FLAGS carry the warm budget; while warming up, the warming one replaces it.
+  // (A host process that has used its 3 s of CPU already keeps the warm one.)
   if (!warmUp) warmUp = watchWarmUp();
   else if (warmUp.warming) v8.setFlagsFromString(WARMING_BUDGET_FLAG);
   watchMarkingMode();
