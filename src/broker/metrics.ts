@@ -20,7 +20,7 @@ export class BrokerMetrics {
    * its inc() validates and hashes the labels on every call, 2 % of the broker's
    * JavaScript per connection. Bounded by the label values (a few), not by streams.
    */
-  private readonly pending = { streams: new Map<string, number>(), closed: false, toDevice: 0, toHelper: 0 };
+  private readonly pending = { streams: new Map<string, { via: string; outcome: string; n: number }>(), closed: false, toDevice: 0, toHelper: 0 };
   private server: http.Server | undefined;
 
   /** `sessions()` and `helpers()` are read at scrape time. */
@@ -33,10 +33,7 @@ export class BrokerMetrics {
     new Counter({
       name: 'broker_streams_total', help: 'Helper streams by path and outcome (SOCKS reply meaning).', labelNames: ['via', 'outcome'], registers,
       collect() {
-        for (const [key, n] of pending.streams) {
-          const [via, outcome] = key.split('\n') as [string, string];
-          this.inc({ via, outcome }, n);
-        }
+        for (const { via, outcome, n } of pending.streams.values()) this.inc({ via, outcome }, n);
         pending.streams.clear();
       },
     });
@@ -60,7 +57,9 @@ export class BrokerMetrics {
 
   streamOpened(via: string, outcome: string, seconds: number): void {
     const key = `${via}\n${outcome}`;
-    this.pending.streams.set(key, (this.pending.streams.get(key) ?? 0) + 1);
+    const count = this.pending.streams.get(key);
+    if (count) count.n++;
+    else this.pending.streams.set(key, { via, outcome, n: 1 });
     this.openSeconds.observe({ via }, seconds);
   }
 

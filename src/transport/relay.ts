@@ -161,7 +161,7 @@ function pump(src: Duplex, dst: Duplex): Pump {
  */
 function closeBehindEof(s: Duplex): void {
   const ch = s as Duplex & { outgoing?: { state?: string }; close?: () => void };
-  if (!s.destroyed && ch.outgoing?.state === 'eof' && typeof ch.close === 'function' && sshSocketOf(s)) ch.close();
+  if (!s.destroyed && ch.outgoing?.state === 'eof' && typeof ch.close === 'function') ch.close();
 }
 
 /** Relay `a` ⇄ `b` until both sides are closed. */

@@ -4,34 +4,37 @@
  */
 import { BrokerMetrics } from '../../src/broker/metrics';
 
-function value(text: string, series: string): number | undefined {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+/** The scrape's series named in `want`, by their full name with labels (absent ones left out). */
+async function series(m: BrokerMetrics, want: string[]): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const line of (await m.registry.metrics()).split('\n')) {
+    const at = line.lastIndexOf(' ');
+    if (want.includes(line.slice(0, at))) out[line.slice(0, at)] = Number(line.slice(at + 1));
+  }
+  return out;
 }
+
+const SOCKS_OK = 'broker_streams_total{via="socks",outcome="succeeded"}';
+const DIRECT_REFUSED = 'broker_streams_total{via="direct-tcpip",outcome="connection refused"}';
+const TO_DEVICE = 'broker_stream_bytes_total{direction="to_device"}';
+const TO_HELPER = 'broker_stream_bytes_total{direction="to_helper"}';
+const SOCKS_OPENS = 'broker_stream_open_seconds_count{via="socks"}';
+const ALL = [SOCKS_OK, DIRECT_REFUSED, TO_DEVICE, TO_HELPER, SOCKS_OPENS];
 
 describe('BrokerMetrics', () => {
   test('stream counts and bytes add up across scrapes', async () => {
     const m = new BrokerMetrics(() => 1, () => 2);
     try {
-      let text = await m.registry.metrics();
-      expect(value(text, 'broker_streams_total{via="socks",outcome="succeeded"}')).toBeUndefined();
+      expect(await series(m, [SOCKS_OK])).toEqual({});
       m.streamOpened('socks', 'succeeded', 0.002);
       m.streamOpened('socks', 'succeeded', 0.003);
       m.streamOpened('direct-tcpip', 'connection refused', 0.001);
       m.streamClosed(10, 0);
-      text = await m.registry.metrics();
-      expect(value(text, 'broker_streams_total{via="socks",outcome="succeeded"}')).toBe(2);
-      expect(value(text, 'broker_streams_total{via="direct-tcpip",outcome="connection refused"}')).toBe(1);
-      expect(value(text, 'broker_stream_bytes_total{direction="to_device"}')).toBe(10);
-      expect(value(text, 'broker_stream_bytes_total{direction="to_helper"}')).toBe(0);
-      expect(value(text, 'broker_stream_open_seconds_count{via="socks"}')).toBe(2);
+      expect(await series(m, ALL)).toEqual({ [SOCKS_OK]: 2, [DIRECT_REFUSED]: 1, [TO_DEVICE]: 10, [TO_HELPER]: 0, [SOCKS_OPENS]: 2 });
       m.streamOpened('socks', 'succeeded', 0.002);
       m.streamClosed(5, 7);
-      text = await m.registry.metrics();
-      expect(value(text, 'broker_streams_total{via="socks",outcome="succeeded"}')).toBe(3);
-      expect(value(text, 'broker_stream_bytes_total{direction="to_device"}')).toBe(15);
-      expect(value(text, 'broker_stream_bytes_total{direction="to_helper"}')).toBe(7);
-      expect(value(await m.registry.metrics(), 'broker_stream_bytes_total{direction="to_device"}')).toBe(15);
+      expect(await series(m, [SOCKS_OK, TO_DEVICE, TO_HELPER])).toEqual({ [SOCKS_OK]: 3, [TO_DEVICE]: 15, [TO_HELPER]: 7 });
+      expect(await series(m, [TO_DEVICE])).toEqual({ [TO_DEVICE]: 15 });
     } finally {
       await m.close();
     }
