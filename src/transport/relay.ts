@@ -6,7 +6,8 @@
  * - small before bulk: chunks of BULK_CHUNK bytes or more into an SSH channel go out
  *   at the end of the event-loop turn, so a small stream's reply read in the same
  *   turn (another helper's click during a download) is encrypted and sent first;
- * - half-close: EOF one way is forwarded while data keeps flowing the other way;
+ * - half-close: EOF one way is forwarded while data keeps flowing the other way (also
+ *   an EOF that came before the relay began);
  * - cleanup: when one side closes, the other is ended after flushing, then destroyed;
  *   an error on either side destroys both. The promise never rejects.
  */
@@ -189,8 +190,11 @@ export function relay(a: Duplex, b: Duplex, opts: { flushTimeoutMs?: number } = 
         closeBehindEof(b);
       }
     };
-    a.once('end', onEnd(b, aToB));
-    b.once('end', onEnd(a, bToA));
+    // A side that ended before the relay began (its 'end' has been emitted) is passed on now.
+    if (a.readableEnded) onEnd(b, aToB)();
+    else a.once('end', onEnd(b, aToB));
+    if (b.readableEnded) onEnd(a, bToA)();
+    else b.once('end', onEnd(a, bToA));
 
     const onError = (err: unknown) => {
       result.error ??= err;

@@ -82,6 +82,30 @@ describe('relay', () => {
     closeB();
   });
 
+  test('an EOF that came before the relay began is passed on, and the relay still finishes', async () => {
+    const [left, leftPeer, closeA] = await socketPair();
+    const [rightPeer, right, closeB] = await socketPair();
+    const early: Buffer[] = [];
+    leftPeer.on('data', (c: Buffer) => early.push(c));
+    left.end('early bytes');
+    await new Promise((r) => leftPeer.once('end', r));
+    leftPeer.removeAllListeners('data');
+    leftPeer.pause();
+    expect(leftPeer.readableEnded).toBe(true);
+
+    const done = relay(leftPeer, rightPeer);
+    const gotAtRight = collect(right); // resolves on the EOF the relay passed on
+    expect((await gotAtRight).length).toBe(0);
+    const gotAtLeft = collect(left);
+    right.end('answer');
+    expect((await gotAtLeft).toString()).toBe('answer');
+    const r = await done;
+    expect(r.bToA).toBe('answer'.length);
+    expect(Buffer.concat(early).toString()).toBe('early bytes');
+    closeA();
+    closeB();
+  });
+
   test('halfClose on a plain stream ends it; on an ssh2 server channel it sends only EOF after queued writes', async () => {
     const p = new PassThrough();
     halfClose(p);
