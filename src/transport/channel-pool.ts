@@ -2,10 +2,10 @@
  * A small pool of pre-opened SSH channels. Opening a channel costs a round trip;
  * keeping a few open and idle means a new stream can start with its first write,
  * which is what brings connection setup down to one end-to-end round trip.
- * Channels the peer closes while idle are dropped; the pool refills in the
- * background after each take, just after the taker's first write: the peer then
- * reads the SOCKS request before the new channel's open, and both still leave in
- * the same flush of the corked SSH socket (one write).
+ * Channels the peer closes while idle are dropped and replaced a second later. The
+ * pool refills in the background after each take, just after the taker's first
+ * write: the peer then reads the SOCKS request before the new channel's open, and
+ * both still leave in the same flush of the corked SSH socket (one write).
  *
  * The pool follows demand: a web page opens a burst of connections at once, and
  * every one beyond what is ready waits for its own channel open (over a WAN one more
@@ -20,6 +20,9 @@
  * surplus idle channels are closed, so an idle session goes back to its few channels.
  */
 import type { Duplex } from 'node:stream';
+
+/** How long after the peer closed an idle channel the pool tops itself up again. */
+export const REFILL_AFTER_DROP_MS = 1000;
 
 export interface ChannelPoolOptions {
   /** Most channels ever kept ready (default: `size`, i.e. a fixed pool). */
@@ -39,6 +42,7 @@ export class ChannelPool<T extends Duplex> {
   private readonly decayMs: number;
   private lastGrowth = 0;
   private decayTimer: NodeJS.Timeout | undefined;
+  private refillTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly openChannel: () => Promise<T>, private readonly size: number, opts: ChannelPoolOptions = {}) {
     this.target = size;
@@ -78,7 +82,9 @@ export class ChannelPool<T extends Duplex> {
           this.idle.push(ch);
           ch.once('close', () => {
             const i = this.idle.indexOf(ch);
-            if (i >= 0) this.idle.splice(i, 1);
+            if (i < 0) return;
+            this.idle.splice(i, 1);
+            this.refillLater();
           });
         },
         () => {
@@ -106,7 +112,24 @@ export class ChannelPool<T extends Duplex> {
     this.closed = true;
     if (this.decayTimer) clearTimeout(this.decayTimer);
     this.decayTimer = undefined;
+    if (this.refillTimer) clearTimeout(this.refillTimer);
+    this.refillTimer = undefined;
     for (const ch of this.idle.splice(0)) ch.destroy();
+  }
+
+  /**
+   * The peer closed an idle channel (the broker closes one unused for Timeouts.poolIdle):
+   * top the pool up again, REFILL_AFTER_DROP_MS later, so an idle session's next
+   * connection still finds channels ready, and a peer that closes every channel it
+   * accepts costs one open per channel per interval, not a busy loop.
+   */
+  private refillLater(): void {
+    if (this.closed || this.refillTimer) return;
+    this.refillTimer = setTimeout(() => {
+      this.refillTimer = undefined;
+      this.fill();
+    }, REFILL_AFTER_DROP_MS);
+    this.refillTimer.unref();
   }
 
   /** A take drained the pool below half: keep two more ready from now on. */

@@ -5,7 +5,7 @@
  */
 import { Duplex } from 'node:stream';
 import { setImmediate as tick } from 'node:timers/promises';
-import { ChannelPool, type ChannelPoolOptions } from '../../src/transport/channel-pool';
+import { ChannelPool, REFILL_AFTER_DROP_MS, type ChannelPoolOptions } from '../../src/transport/channel-pool';
 
 function fakeOpener() {
   const log: string[] = [];
@@ -75,6 +75,30 @@ describe('ChannelPool', () => {
     await tick();
     expect((await pool.take()).id).toBe(3);
     pool.close();
+  });
+
+  test('a channel the peer closed while idle is replaced a second later, and not in a busy loop', async () => {
+    jest.useFakeTimers({ doNotFake: ['setImmediate', 'nextTick', 'queueMicrotask'] });
+    try {
+      const { f, pool } = await filledPool(2);
+      const idle = (pool as unknown as { idle: Array<Duplex & { id: number }> }).idle;
+      idle[0]!.destroy();
+      idle[1]!.destroy(); // the broker's idle timeout closes both
+      await tick();
+      expect(pool.ready).toBe(0);
+      expect(f.log).toEqual(['open 1', 'open 2']);
+      jest.advanceTimersByTime(REFILL_AFTER_DROP_MS - 1);
+      await tick();
+      expect(pool.ready).toBe(0);
+      jest.advanceTimersByTime(1);
+      await tick();
+      expect(f.log).toEqual(['open 1', 'open 2', 'open 3', 'open 4']);
+      expect(pool.ready).toBe(2);
+      pool.close();
+      expect(jest.getTimerCount()).toBe(0);
+    } finally {
+      jest.useRealTimers();
+    }
   });
 
   test('an empty pool opens a channel for the taker at once', async () => {
