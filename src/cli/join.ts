@@ -10,12 +10,17 @@ export interface JoinArgs extends ClientArgs {
   code: string;
   socks: string;
   http: string;
+  'fast-open': boolean;
 }
 
 export const joinOptions = {
   ...clientOptions,
   socks: { type: 'string', default: process.env.BROKER_SOCKS ?? '127.0.0.1:1080', describe: 'local SOCKS5 listen address (port 0 = any free port)' },
   http: { type: 'string', default: process.env.BROKER_HTTP ?? '127.0.0.1:3128', describe: 'local HTTP proxy listen address (port 0 = any free port; "off" = none)' },
+  'fast-open': {
+    type: 'boolean', default: process.env.BROKER_FAST_OPEN === '1',
+    describe: 'answer SOCKS/CONNECT at once where the descriptor allows the target outright (one round trip less to the first byte); a device-side failure then resets the connection, and join prints the exact reason',
+  },
 } as const;
 
 export async function runJoin(args: JoinArgs): Promise<void> {
@@ -28,6 +33,7 @@ export async function runJoin(args: JoinArgs): Promise<void> {
       code: String(args.code),
       socks: listenOption('socks', args.socks, '127.0.0.1'),
       http: args.http === 'off' ? null : listenOption('http', args.http, '127.0.0.1'),
+      fastOpen: args['fast-open'],
     });
     helper.on('new-host-key', (fp) => out.note(`first connection to ${broker}: remembered its host key ${fp}`));
     helper.on('event', (ev) => { if (ev.event !== 'session-ended') out.event(ev, eventText(ev)); });
@@ -42,12 +48,13 @@ export async function runJoin(args: JoinArgs): Promise<void> {
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
     const ready = await helper.start();
-    out.event({ event: 'ready', socks: ready.socks, socksUrl: ready.socksUrl, http: ready.http, httpProxyUrl: ready.httpProxyUrl, helper: ready.helper, descriptor: ready.descriptor }, [
+    out.event({ event: 'ready', socks: ready.socks, socksUrl: ready.socksUrl, http: ready.http, httpProxyUrl: ready.httpProxyUrl, fastOpen: args['fast-open'], helper: ready.helper, descriptor: ready.descriptor }, [
       `Joined${ready.descriptor.label ? ` "${ready.descriptor.label}"` : ''} as helper #${ready.helper.id}.`,
       formatDescriptor(ready.descriptor),
       '',
       `SOCKS5 proxy: ${ready.socks}   e.g.  curl --socks5-hostname ${ready.socks} http://HOST/`,
       ...(ready.http ? [`HTTP proxy:   ${ready.http}   e.g.  curl -x http://${ready.http} http://HOST/`] : []),
+      ...(args['fast-open'] ? ['Fast open: on (a connection the device cannot make is reset; the reason is printed here).'] : []),
       'Press Ctrl-C to leave.',
     ].join('\n'));
   } catch (err) {

@@ -11,10 +11,11 @@ import { silentLogger, type Logger } from '../log';
 import { formatHostPort } from '../config';
 import { DESCRIBE_COMMAND } from '../protocol/constants';
 import { readControlEvents, type ControlEvent, type HelperInfo } from '../protocol/control';
-import { parseDescriptor, type Descriptor } from '../protocol/descriptor';
+import { descriptorPolicy, parseDescriptor, type Descriptor } from '../protocol/descriptor';
 import { normalizeSessionCode } from '../protocol/session-code';
 import { generateIdentity, type Identity } from '../transport/keys';
 import { connectSsh, execChannel } from '../transport/ssh-client';
+import { FastOpener } from './fast-open';
 import { HttpFrontend, type HttpFrontendEvents } from './http-frontend';
 import { SocksFrontend, type SocksFrontendEvents } from './socks-frontend';
 import { SshStreamOpener } from './stream-opener';
@@ -30,6 +31,12 @@ export interface JoinOptions {
   fingerprint?: string;
   knownBrokersFile?: string;
   log?: Logger;
+  /**
+   * Answer SOCKS and CONNECT requests at once where the device's descriptor allows the
+   * target outright, so the client's first bytes travel with the request (`fast-open.ts`).
+   * A device-side failure then resets the client's connection instead of a SOCKS reply.
+   */
+  fastOpen?: boolean;
 }
 
 export interface HelperEvents {
@@ -56,6 +63,7 @@ export class Helper extends EventEmitter<HelperEvents> {
   private client: Client | undefined;
   private socks: SocksFrontend | undefined;
   private http: HttpFrontend | undefined;
+  private fast: FastOpener | undefined;
   private readonly log: Logger;
   private closed = false;
   private endedEmitted = false;
@@ -91,14 +99,15 @@ export class Helper extends EventEmitter<HelperEvents> {
 
     this.descriptor = parseDescriptor(hello.descriptor);
     this.opener = new SshStreamOpener(client);
-    this.socks = new SocksFrontend(this.opener, this.log.child('socks'));
+    if (this.opts.fastOpen) this.fast = new FastOpener(client, descriptorPolicy(this.descriptor));
+    this.socks = new SocksFrontend(this.opener, this.log.child('socks'), this.fast);
     this.socks.on('stream', (ev) => this.emit('stream', ev));
     const listen = this.opts.socks ?? { host: '127.0.0.1', port: 1080 };
     const httpListen = this.opts.http === undefined ? { host: '127.0.0.1', port: 3128 } : this.opts.http;
     try {
       await this.socks.start(listen.host, listen.port);
       if (httpListen) {
-        this.http = new HttpFrontend(this.opener, this.log.child('http'));
+        this.http = new HttpFrontend(this.opener, this.log.child('http'), { fast: this.fast });
         this.http.on('stream', (ev) => this.emit('http-stream', ev));
         await this.http.start(httpListen.host, httpListen.port);
       }
@@ -129,6 +138,7 @@ export class Helper extends EventEmitter<HelperEvents> {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.fast?.close();
     void this.socks?.close();
     void this.http?.close();
     this.client?.end();

@@ -10,12 +10,13 @@ import type net from 'node:net';
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
-import { BrokerError, describeError, toHttpStatus, type BrokerErrorCode } from '../errors';
+import { BrokerError, describeError, fromSocksReply, toHttpStatus, type BrokerErrorCode } from '../errors';
 import { silentLogger, type Logger } from '../log';
 import { formatTarget, makeTarget, parseTarget, printable, type Target } from '../protocol/target';
 import { watchWhileOpening } from '../transport/early-close';
 import { boundAddress, listenOn, stopServer } from '../transport/listen';
 import { relay } from '../transport/relay';
+import type { FastOpener } from './fast-open';
 import type { StreamOpener } from './stream-opener';
 import { TunnelAgent } from './tunnel-agent';
 
@@ -29,6 +30,8 @@ export interface HttpFrontendOptions {
   maxBodyBytes?: number;
   /** Time a client has to send its request head. */
   headersTimeoutMs?: number;
+  /** Answer CONNECT at once where the descriptor allows the target outright (`fast-open.ts`). */
+  fast?: FastOpener;
 }
 
 export interface HttpFrontendEvents {
@@ -42,6 +45,7 @@ export class HttpFrontend extends EventEmitter<HttpFrontendEvents> {
   private readonly sockets = new Set<net.Socket>();
   private readonly tunnels = new Set<Duplex>();
   private readonly maxBodyBytes: number;
+  private readonly fast: FastOpener | undefined;
   /** Destination label per absolute-form request, so error events name it. */
   private readonly labels = new WeakMap<http.IncomingMessage, string>();
   /** Responses already answered (and reported) with an error. */
@@ -50,6 +54,7 @@ export class HttpFrontend extends EventEmitter<HttpFrontendEvents> {
   constructor(private readonly opener: StreamOpener, private readonly log: Logger = silentLogger, opts: HttpFrontendOptions = {}) {
     super();
     this.maxBodyBytes = opts.maxBodyBytes ?? 1024 * 1024 * 1024;
+    this.fast = opts.fast;
     this.agent = new TunnelAgent(opener);
     this.proxy = httpProxy.createProxyServer({ agent: this.agent, xfwd: false, proxyTimeout: 0, ws: false });
     this.proxy.on('proxyRes', (proxyRes) => stripHopByHop(proxyRes.headers));
@@ -133,6 +138,18 @@ export class HttpFrontend extends EventEmitter<HttpFrontendEvents> {
       return this.rawReply(socket, err as BrokerError, 'CONNECT');
     }
     const label = formatTarget(target);
+    const verdict = this.fast?.judge(target);
+    if (verdict instanceof BrokerError) return this.rawReply(socket, verdict, 'CONNECT', label);
+    if (verdict === 'now' && this.fast) {
+      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      const out = await this.fast.carry(socket, target, { head, onOpen: () => this.emit('stream', { target: label, method: 'CONNECT', status: 200 }) });
+      if (out && out.rep !== 0) {
+        // The client was told 200 and has been reset; the event still says why.
+        const code = fromSocksReply(out.rep);
+        this.emit('stream', { target: label, method: 'CONNECT', status: toHttpStatus(code), code, reason: out.reason });
+      }
+      return;
+    }
     // A client that gives up while we open (FIN) cancels the open on the device.
     const watch = watchWhileOpening(socket);
     let early: Buffer = Buffer.alloc(0);

@@ -3,19 +3,21 @@
  * talk to). The greeting is answered locally (no round trip); the CONNECT goes
  * through the StreamOpener, and the client gets the device's exact reply code:
  * 0x02 not allowed, 0x03 network unreachable, 0x04 host unreachable, 0x05 refused,
- * 0x06 timed out.
+ * 0x06 timed out. With fast open (`fast-open.ts`) a target the descriptor allows
+ * outright is answered "succeeded" at once, and one it denies is refused at once.
  */
 import net from 'node:net';
 import { EventEmitter } from 'node:events';
 import { BrokerError, describeError, toSocksReply } from '../errors';
 import { silentLogger, type Logger } from '../log';
 import { Timeouts } from '../protocol/constants';
-import { encodeReply } from '../protocol/socks5';
+import { encodeReply, UNKNOWN_BOUND } from '../protocol/socks5';
 import { acceptSocksConnect, answer, NOTHING_OWED } from '../protocol/socks-handshake';
 import { formatTarget } from '../protocol/target';
 import { watchWhileOpening } from '../transport/early-close';
 import { boundAddress, listenOn, stopServer } from '../transport/listen';
 import { relay } from '../transport/relay';
+import type { FastOpener } from './fast-open';
 import type { StreamOpener } from './stream-opener';
 
 export interface SocksFrontendEvents {
@@ -26,7 +28,7 @@ export class SocksFrontend extends EventEmitter<SocksFrontendEvents> {
   private readonly server: net.Server;
   private readonly sockets = new Set<net.Socket>();
 
-  constructor(private readonly opener: StreamOpener, private readonly log: Logger = silentLogger) {
+  constructor(private readonly opener: StreamOpener, private readonly log: Logger = silentLogger, private readonly fast?: FastOpener) {
     super();
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.onClient(s));
   }
@@ -61,6 +63,15 @@ export class SocksFrontend extends EventEmitter<SocksFrontendEvents> {
         this.emit('stream', { target: targetText, rep: 7, reason: 'only CONNECT is supported' });
         return;
       }
+      const verdict = this.fast?.judge(request.target);
+      if (verdict instanceof BrokerError) throw verdict;
+      if (verdict === 'now' && this.fast) {
+        socket.write(answer(request, encodeReply(0, UNKNOWN_BOUND)));
+        const out = await this.fast.carry(socket, request.target);
+        if (out) this.emit('stream', { target: targetText, ...out });
+        if (out && out.rep !== 0) this.log.info('socks request failed after fast open', { dest: targetText, rep: out.rep, reason: out.reason });
+        return;
+      }
       // A client that gives up while we open (FIN) cancels the open on the device.
       const watch = watchWhileOpening(socket);
       let early: Buffer = Buffer.alloc(0);
@@ -73,7 +84,7 @@ export class SocksFrontend extends EventEmitter<SocksFrontendEvents> {
       socket.write(answer(request, encodeReply(0, opened.bound)));
       if (early.length) opened.stream.write(early);
       const r = await relay(socket, opened.stream);
-      this.emit('stream', { target: targetText, rep: 0, reason: 'succeeded', sent: r.aToB, received: r.bToA, durationMs: r.durationMs });
+      this.emit('stream', { target: targetText, rep: 0, reason: 'succeeded', sent: early.length + r.aToB, received: r.bToA, durationMs: r.durationMs });
     } catch (err) {
       const e = err instanceof BrokerError ? err : new BrokerError('BRK_INTERNAL', describeError(err));
       const reply = (err as { reply?: Buffer }).reply;

@@ -219,6 +219,7 @@ interface ProtocolInternals {
   channelWindowAdjust?: (recipient: number, amount: number) => unknown;
   forwardedTcpip?: OpenForwarded;
   directTcpip?: OpenForwarded;
+  openssh_directStreamLocal?: OpenForwarded;
   channelOpenConfirm?: ConfirmOpen;
   [CAPS]?: Registry;
 }
@@ -386,8 +387,9 @@ function installRegistry(proto: ProtocolInternals, original: (recipient: number,
     registry.opening.delete(chan);
     return initWindow;
   };
-  // Opens we make: forwarded-tcpip on the broker (to devices), direct-tcpip on helpers.
-  for (const name of ['forwardedTcpip', 'directTcpip'] as const) {
+  // Opens we make: forwarded-tcpip on the broker (to devices), direct-tcpip on helpers
+  // (and direct-streamlocal for fast open's channels opened in advance).
+  for (const name of ['forwardedTcpip', 'directTcpip', 'openssh_directStreamLocal'] as const) {
     const open = proto[name];
     if (typeof open !== 'function') continue;
     proto[name] = function openArmed(this: unknown, chan: number, initWindow: number, maxPacket: number, cfg: unknown) {

@@ -1,0 +1,143 @@
+/**
+ * Fast open: what the descriptor alone decides (answer now, wait for the device, refuse
+ * now with the broker's own words), and, over a real ssh2 connection whose server plays
+ * the broker's in-band SOCKS endpoint, that the client's first bytes reach the broker
+ * before it has answered, that a success becomes a relayed stream, and that a failure
+ * resets the client's connection and reports the exact reply.
+ */
+import net from 'node:net';
+import type { Connection, ServerChannel } from 'ssh2';
+import { BrokerError } from '../../src/errors';
+import { FastOpener } from '../../src/helper/fast-open';
+import { Policy } from '../../src/policy/policy';
+import { SOCKS_STREAM_PATH } from '../../src/protocol/constants';
+import { encodeReply } from '../../src/protocol/socks5';
+import { acceptSocksConnect, answer, type SocksConnectRequest } from '../../src/protocol/socks-handshake';
+import { makeTarget } from '../../src/protocol/target';
+import { sshPair } from './ssh-pair';
+
+describe('FastOpener.judge', () => {
+  const policy = Policy.fromRules(['127.0.0.1:8080', 'intranet.example:443', '10.0.0.0/8:22'], ['10.9.9.9']);
+  const judge = (host: string, port: number) => {
+    const fast = Object.create(FastOpener.prototype) as FastOpener;
+    (fast as unknown as { policy: Policy }).policy = policy;
+    return fast.judge(makeTarget(host, port));
+  };
+
+  test('a target allowed outright (address or name rule) is answered now', () => {
+    expect(judge('127.0.0.1', 8080)).toBe('now');
+    expect(judge('intranet.example', 443)).toBe('now');
+    expect(judge('10.1.2.3', 22)).toBe('now');
+  });
+
+  test('a name allowed only if the device resolves it into an allowed range waits for the device', () => {
+    expect(judge('build.lan', 22)).toBe('wait');
+  });
+
+  test('a denied target is refused now, with the code and reason the broker would give', () => {
+    for (const [host, port] of [['127.0.0.1', 8081], ['10.9.9.9', 22], ['localhost', 8081], ['0x7f.1', 8081], ['elsewhere.example', 80]] as const) {
+      const v = judge(host, port);
+      expect(v).toBeInstanceOf(BrokerError);
+      const d = policy.checkRequest(makeTarget(host, port));
+      expect(d.allowed).toBe(false);
+      expect((v as BrokerError).code).toBe('BRK_POLICY_DENIED');
+      expect((v as BrokerError).message).toBe(d.allowed ? '' : d.reason);
+      expect((v as BrokerError).socksReply).toBe(0x02);
+    }
+  });
+});
+
+/** A local client socket connected to `onServer`'s end (the socket a front-end hands to carry()). */
+async function clientPair(): Promise<{ client: net.Socket; accepted: net.Socket; close: () => void }> {
+  const server = net.createServer({ allowHalfOpen: true });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const acceptedP = new Promise<net.Socket>((r) => server.once('connection', r));
+  const client = net.connect({ port: (server.address() as net.AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true });
+  await new Promise((r) => client.once('connect', r));
+  return { client, accepted: await acceptedP, close: () => server.close() };
+}
+
+describe('FastOpener.carry over ssh2', () => {
+  /** The broker's side: in-band SOCKS on direct-streamlocal, answering as `respond` says. */
+  function broker(respond: (ch: ServerChannel, seenBeforeAnswer: Buffer, request: SocksConnectRequest) => void) {
+    return (conn: Connection) => {
+      conn.on('openssh.streamlocal', (accept, reject, req) => {
+        if (req.socketPath !== SOCKS_STREAM_PATH) return reject();
+        const ch = accept();
+        void acceptSocksConnect(ch, { timeoutMs: 5000, idleTimeoutMs: 60_000 }).then(async (request) => {
+          if (!request) return;
+          // Wait until the client's first bytes are here: they must come without an answer.
+          const seen = await new Promise<Buffer>((resolve) => {
+            const chunks: Buffer[] = [];
+            const onData = (c: Buffer) => {
+              chunks.push(c);
+              if (Buffer.concat(chunks).includes('\n')) {
+                ch.off('data', onData);
+                ch.pause();
+                resolve(Buffer.concat(chunks));
+              }
+            };
+            ch.on('data', onData);
+          });
+          respond(ch, seen, request);
+        }, () => ch.destroy());
+      });
+    };
+  }
+
+  test('the first bytes reach the broker before its answer; a success relays both ways', async () => {
+    // The fake broker answers only once it holds the client's first line: no answer without them.
+    const pair = await sshPair(broker((ch, seen, request) => {
+      ch.write(answer(request, encodeReply(0)));
+      ch.write(`echo ${seen.toString()}`);
+      ch.on('data', (c: Buffer) => ch.write(`echo ${c.toString()}`));
+      ch.once('end', () => ch.end());
+      ch.resume();
+    }));
+    const local = await clientPair();
+    try {
+      const fast = new FastOpener(pair.client, Policy.fromRules(['127.0.0.1:80'], []), 5000, 1);
+      let opened = 0;
+      const carried = fast.carry(local.accepted, makeTarget('127.0.0.1', 80), { onOpen: () => opened++ });
+      local.client.write('hello\n'); // the client was told "succeeded" and talks at once
+      const got: Buffer[] = [];
+      local.client.on('data', (c: Buffer) => {
+        got.push(c);
+        if (Buffer.concat(got).toString() === 'echo hello\n') local.client.end('bye\n');
+      });
+      await new Promise((r) => local.client.once('close', r));
+      const out = await carried;
+      expect(Buffer.concat(got).toString()).toBe('echo hello\necho bye\n');
+      expect(out).toMatchObject({ rep: 0, reason: 'succeeded', sent: 'hello\nbye\n'.length, received: 'echo hello\necho bye\n'.length });
+      expect(opened).toBe(1);
+      fast.close();
+    } finally {
+      local.client.destroy();
+      local.close();
+      pair.close();
+    }
+  }, 15_000);
+
+  test('a failure after the early answer resets the client and reports the exact reply and reason', async () => {
+    const pair = await sshPair(broker((ch, _seen, request) => {
+      ch.end(answer(request, encodeReply(0x05), Buffer.from('127.0.0.1:80: connection refused by the target\n')));
+    }));
+    const local = await clientPair();
+    try {
+      const fast = new FastOpener(pair.client, Policy.fromRules(['127.0.0.1:80'], []), 5000, 1);
+      const carried = fast.carry(local.accepted, makeTarget('127.0.0.1', 80), { onOpen: () => { throw new Error('not opened'); } });
+      const ended = new Promise<string>((resolve) => {
+        local.client.on('error', (err: NodeJS.ErrnoException) => resolve(String(err.code)));
+        local.client.once('end', () => resolve('clean end'));
+      });
+      local.client.write('GET / HTTP/1.0\n');
+      expect(await ended).toBe('ECONNRESET');
+      expect(await carried).toEqual({ rep: 0x05, reason: '127.0.0.1:80: connection refused by the target' });
+      fast.close();
+    } finally {
+      local.client.destroy();
+      local.close();
+      pair.close();
+    }
+  }, 15_000);
+});
