@@ -71,7 +71,7 @@ function sizesFor(o) {
     httpRequests: 1000,
     repeats: { bulk: 3, connections: 3, concurrency: 3, fairness: 2, wan: 1, slowlink: 2, httpfront: 5 },
     jobCapMs: 120_000,
-    budgetS: { bulk: 900, connections: 450, concurrency: 600, fairness: 600, memory: 400, wan: 300, slowlink: 1100, httpfront: 200 },
+    budgetS: { bulk: 900, connections: 450, concurrency: 600, fairness: 600, memory: 400, wan: 400, slowlink: 1100, httpfront: 200 },
   };
   const quick = {
     bulkBytes: 64 * 1024 ** 2, connCount: 200, connWarmup: 100, concConns: 50, concReqs: 10, idleStreams: 200,

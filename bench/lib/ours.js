@@ -96,8 +96,8 @@ async function startStockExpose(broker, dir, { name = 'expose-stock', address, a
 }
 
 /** Start `broker-agent join CODE`; resolves { child, socks: {host, port}, http?: {host, port} }. */
-async function startJoin(broker, dir, code, { name = 'join', address, nodeArgs = [], env = {}, http = false } = {}) {
-  const args = ['join', code, ...clientFlags(broker, dir, address), '--socks', '127.0.0.1:0', '--http', http ? '127.0.0.1:0' : 'off'];
+async function startJoin(broker, dir, code, { name = 'join', address, nodeArgs = [], env = {}, http = false, extraArgs = [] } = {}) {
+  const args = ['join', code, ...clientFlags(broker, dir, address), '--socks', '127.0.0.1:0', '--http', http ? '127.0.0.1:0' : 'off', ...extraArgs];
   const j = spawnLogged(agentBin(), args, dir, name, nodeArgs, env);
   const ev = await waitForFileJson(j.out, (o) => o.event === 'ready', 30_000, name, j.child);
   const hp = (text) => { const m = /^(.*):(\d+)$/.exec(text); return { host: m[1], port: Number(m[2]) }; };
@@ -106,19 +106,19 @@ async function startJoin(broker, dir, code, { name = 'join', address, nodeArgs =
 
 /**
  * A whole chain: broker (given or new) + one expose (or a stock `ssh -R` device) + `helpers`
- * joins; `env` is added to each one's environment.
+ * joins; `env` is added to each one's environment, `joinArgs` to each join's arguments.
  */
-async function startChain(dir, target, { broker, helpers = 1, helperAddress, deviceAddress, tag = '', nodeArgs = () => [], env = {}, stockDevice = false } = {}) {
+async function startChain(dir, target, { broker, helpers = 1, helperAddress, deviceAddress, tag = '', nodeArgs = () => [], env = {}, stockDevice = false, joinArgs = [], name = 'ours' } = {}) {
   const ownBroker = !broker;
   if (!broker) broker = await startBroker(dir, { name: `broker${tag}`, nodeArgs: nodeArgs('broker'), env });
   const expose = stockDevice
     ? await startStockExpose(broker, dir, { name: `expose${tag}`, address: deviceAddress })
     : await startExpose(broker, dir, { name: `expose${tag}`, address: deviceAddress, nodeArgs: nodeArgs('agent'), env });
   const joins = [];
-  for (let i = 0; i < helpers; i++) joins.push(await startJoin(broker, dir, expose.code, { name: `join${tag}-${i}`, address: helperAddress, nodeArgs: nodeArgs(`helper${i}`), env }));
+  for (let i = 0; i < helpers; i++) joins.push(await startJoin(broker, dir, expose.code, { name: `join${tag}-${i}`, address: helperAddress, nodeArgs: nodeArgs(`helper${i}`), env, extraArgs: joinArgs }));
   for (const j of joins) await probe(j.socks, target);
   return {
-    name: 'ours',
+    name,
     socks: joins[0].socks,
     socksB: joins[1] && joins[1].socks,
     broker,

@@ -5,13 +5,15 @@
  * Columns: median [min–max] per variant, then
  *   ours/OpenSSH: ours' median / the better of the two OpenSSH medians
  *   ours/direct:  ours' median / direct's median
+ *   fast-open/OpenSSH: as ours/OpenSSH for "ours-fast-open" (`join --fast-open`), where a
+ *                 scenario runs it (wan)
  * Ratios are raw quotients: for "higher is better" rows (MiB/s, conn/s) above
  * 1.00x means ours is better; for "lower is better" rows (ms, KiB) below 1.00x
  * means ours is better. The arrow after the unit says which way is better.
  */
 const { median } = require('./util');
 
-const VARIANTS = ['direct', 'openssh-N', 'openssh-tt', 'ours'];
+const VARIANTS = ['direct', 'openssh-N', 'openssh-tt', 'ours', 'ours-fast-open'];
 
 class Results {
   constructor(name, title) {
@@ -48,13 +50,16 @@ class Results {
       if (osshCands.length) {
         best = osshCands.reduce((a, b) => ((row.better === 'higher' ? b.m > a.m : b.m < a.m) ? b : a));
       }
+      const quotient = (num, den) => (num !== null && den !== null && den !== 0 ? num / den : null);
       const o = med('ours');
-      const ratio = (den) => (o !== null && den !== null && den !== 0 ? o / den : null);
+      const ratio = (den) => quotient(o, den);
+      const fast = quotient(med('ours-fast-open'), best ? best.m : null);
       rows.push({
         metric: row.metric, unit: row.unit, better: row.better, stats,
         opensshBest: best ? best.v : null,
         oursVsOpenssh: ratio(best ? best.m : null),
         oursVsDirect: ratio(med('direct')),
+        ...(fast !== null ? { fastOpenVsOpenssh: fast } : {}),
       });
     }
     return { name: this.name, title: this.title, startedAt: this.startedAt, notes: this.notes, partial: this.partials, errors: this.errors, rows, runs: this.rawRuns };
@@ -84,13 +89,15 @@ function fmtRatio(r) {
 /** Render one scenario summary as a fixed-width table. */
 function renderTable(sum) {
   const present = VARIANTS.filter((v) => sum.rows.some((r) => r.stats[v] && r.stats[v].median !== null));
-  const header = ['metric', 'unit', ...present, 'ours/OpenSSH', 'ours/direct'];
+  const fastOpen = sum.rows.some((r) => r.fastOpenVsOpenssh !== undefined);
+  const header = ['metric', 'unit', ...present, 'ours/OpenSSH', 'ours/direct', ...(fastOpen ? ['fast-open/OpenSSH'] : [])];
   const lines = sum.rows.map((r) => [
     r.metric,
     `${r.unit} ${r.better === 'higher' ? '^' : 'v'}`,
     ...present.map((v) => cell(r.stats[v])),
     r.oursVsOpenssh === null ? '-' : `${fmtRatio(r.oursVsOpenssh)}${r.opensshBest ? ` (${r.opensshBest.replace('openssh-', '')})` : ''}`,
     fmtRatio(r.oursVsDirect),
+    ...(fastOpen ? [fmtRatio(r.fastOpenVsOpenssh ?? null)] : []),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => String(l[i]).length)));
   const fmt = (cols) => cols.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ');
@@ -110,6 +117,7 @@ const LEGEND = [
   'Cells: median [min-max] over repeated runs.  unit ^ = higher is better, v = lower is better.',
   'ours/OpenSSH = ours / the better OpenSSH flavour (N = "ssh -N", tt = "ssh -tt ... sleep", TCP_NODELAY);',
   'ours/direct = ours / no tunnel.  For ^ rows a ratio below 1.00x means ours is slower; for v rows above 1.00x means ours costs more.',
+  'fast-open/OpenSSH (wan) = ours with `join --fast-open` / the better OpenSSH flavour.',
 ].join('\n');
 
 module.exports = { Results, renderTable, LEGEND, VARIANTS };
