@@ -37,8 +37,9 @@ export async function runJoin(args: JoinArgs): Promise<void> {
     });
     helper.on('new-host-key', (fp) => out.note(`first connection to ${broker}: remembered its host key ${fp}`));
     helper.on('event', (ev) => { if (ev.event !== 'session-ended') out.event(ev, eventText(ev)); });
-    helper.on('http-stream', (s) => out.event({ event: 'http-stream', ...s }, `${s.method} ${s.target}: ${s.status}${s.reason ? ` ${s.reason}` : ''}`));
-    helper.on('stream', (s) => out.event({ event: 'stream', ...s }, `${s.target}: ${s.rep === 0 ? `closed (sent ${s.sent} B, received ${s.received} B)` : s.reason}`));
+    const resetNote = (reset?: boolean) => (reset ? ' (fast open: the client saw its connection reset)' : '');
+    helper.on('http-stream', (s) => out.event({ event: 'http-stream', ...s }, `${s.method} ${s.target}: ${s.status}${s.reason ? ` ${s.reason}` : ''}${resetNote(s.reset)}`));
+    helper.on('stream', (s) => out.event({ event: 'stream', ...s }, `${s.target}: ${s.rep === 0 ? `closed (sent ${s.sent} B, received ${s.received} B)` : s.reason}${resetNote(s.reset)}`));
     helper.on('ended', (err) => {
       out.event({ event: 'session-ended', code: err.code, message: err.message }, `${err.message}`);
       process.stderr.write(`broker-agent join: ${err.message} [${err.code}]\n`);

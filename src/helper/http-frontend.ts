@@ -35,7 +35,11 @@ export interface HttpFrontendOptions {
 }
 
 export interface HttpFrontendEvents {
-  stream: [{ target: string; method: string; status: number; code?: BrokerErrorCode; reason?: string }];
+  stream: [{
+    target: string; method: string; status: number; code?: BrokerErrorCode; reason?: string;
+    /** Fast open: the client had been answered 200, so it saw its connection reset instead of `status`. */
+    reset?: boolean;
+  }];
 }
 
 export class HttpFrontend extends EventEmitter<HttpFrontendEvents> {
@@ -146,7 +150,7 @@ export class HttpFrontend extends EventEmitter<HttpFrontendEvents> {
       if (out && out.rep !== 0) {
         // The client was told 200 and has been reset; the event still says why.
         const code = fromSocksReply(out.rep);
-        this.emit('stream', { target: label, method: 'CONNECT', status: toHttpStatus(code), code, reason: out.reason });
+        this.emit('stream', { target: label, method: 'CONNECT', status: toHttpStatus(code), code, reason: out.reason, reset: true });
       }
       return;
     }

@@ -21,7 +21,11 @@ import type { FastOpener } from './fast-open';
 import type { StreamOpener } from './stream-opener';
 
 export interface SocksFrontendEvents {
-  stream: [{ target: string; rep: number; reason: string; sent?: number; received?: number; durationMs?: number }];
+  stream: [{
+    target: string; rep: number; reason: string; sent?: number; received?: number; durationMs?: number;
+    /** Fast open: the client had been told "succeeded", so it saw its connection reset instead of `rep`. */
+    reset?: boolean;
+  }];
 }
 
 export class SocksFrontend extends EventEmitter<SocksFrontendEvents> {
@@ -68,7 +72,7 @@ export class SocksFrontend extends EventEmitter<SocksFrontendEvents> {
       if (verdict === 'now' && this.fast) {
         socket.write(answer(request, encodeReply(0, UNKNOWN_BOUND)));
         const out = await this.fast.carry(socket, request.target);
-        if (out) this.emit('stream', { target: targetText, ...out });
+        if (out) this.emit('stream', { target: targetText, ...out, ...(out.rep !== 0 ? { reset: true } : {}) });
         if (out && out.rep !== 0) this.log.info('socks request failed after fast open', { dest: targetText, rep: out.rep, reason: out.reason });
         return;
       }

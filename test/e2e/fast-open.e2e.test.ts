@@ -119,6 +119,7 @@ describe('fast open on loopback', () => {
     const ev = await fast.proc.waitFor((l) => l.event === 'stream' && l.target === `127.0.0.1:${refusedPort}`, 5000, 'the stream event');
     expect(ev.rep).toBe(5);
     expect(String(ev.reason)).toMatch(/refused/);
+    expect(ev.reset).toBe(true);
 
     const c = await curlSocks(fast.socks, `http://127.0.0.1:${refusedPort}/`);
     expect(c.code).not.toBe(0);
@@ -128,6 +129,7 @@ describe('fast open on loopback', () => {
     const httpEv = await fast.proc.waitFor((l) => l.event === 'http-stream' && l.target === `127.0.0.1:${refusedPort}` && l.status !== 200, 5000, 'the CONNECT event');
     expect(httpEv.status).toBe(502);
     expect(httpEv.code).toBe('BRK_CONN_REFUSED');
+    expect(httpEv.reset).toBe(true);
   });
 });
 
