@@ -21,15 +21,20 @@
  *   cannot connect (refused, unreachable, timed out) the client's connection is
  *   reset, not closed (an empty reply must not pass for an answer), and the exact
  *   reason still reaches the stream event that `join` prints.
+ *
+ * Plain requests through the HTTP proxy (`GET http://…`) gain the same round trip
+ * without that price (`openEarly`): the request goes out before the device has
+ * answered, but nobody was told anything early, so a refusal still becomes the exact
+ * HTTP status.
  */
 import type net from 'node:net';
-import type { Duplex } from 'node:stream';
+import { Duplex } from 'node:stream';
 import type { Client, ClientChannel } from 'ssh2';
 import { BrokerError, describeError, fromSocksReply } from '../errors';
 import type { Policy } from '../policy/policy';
 import { RESOLVE_ON_DEVICE } from '../policy/policy';
 import { POOL_DECAY_MS, POOL_MAX, SOCKS_STREAM_PATH, Timeouts } from '../protocol/constants';
-import { requestSocksConnect } from '../protocol/socks-handshake';
+import { requestSocksConnect, type SocksConnectReply } from '../protocol/socks-handshake';
 import type { Target } from '../protocol/target';
 import { ChannelPool } from '../transport/channel-pool';
 import { watchWhileOpening } from '../transport/early-close';
@@ -128,6 +133,19 @@ export class FastOpener {
     return { rep: 0, reason: 'succeeded', sent: before + r.aToB, received: r.bToA, durationMs: r.durationMs };
   }
 
+  /**
+   * A stream to `target` to write on at once (the HTTP proxy's upstream requests): what is
+   * written goes out behind the request before the device has answered; what the device
+   * sends is readable once it has connected. A refusal destroys the stream with the exact
+   * error before anything was readable, so the HTTP proxy still answers with the exact
+   * status (no early answer was given to anyone). Resolves once a channel is in hand.
+   */
+  async openEarly(target: Target): Promise<Duplex> {
+    const channel = await this.pool.take();
+    markStreamInUse(channel);
+    return new EarlyStream(channel, requestSocksConnect(channel, target, { timeoutMs: this.replyTimeoutMs, peer: 'the broker' }));
+  }
+
   /** Drop the channels opened in advance (on leave). */
   close(): void {
     this.pool.close();
@@ -199,4 +217,48 @@ function forwardUntilAnswered(socket: net.Socket, channel: Duplex): Forwarding {
       socket.pause();
     },
   };
+}
+
+/**
+ * A channel whose SOCKS answer is still to come, as a plain stream: writes go straight to
+ * the channel; reads start after the answer, which is never passed on. A failure answer
+ * destroys the stream with the device's exact error.
+ */
+class EarlyStream extends Duplex {
+  private open = false;
+
+  constructor(private readonly channel: Duplex, answered: Promise<SocksConnectReply>) {
+    super({ allowHalfOpen: true });
+    channel.on('error', (err: Error) => this.destroy(err));
+    answered.then(
+      ({ rep, reason }) => {
+        if (rep !== 0) return void this.destroy(new BrokerError(fromSocksReply(rep), reason));
+        this.open = true;
+        channel.on('data', (chunk: Buffer) => { if (!this.push(chunk)) channel.pause(); });
+        channel.once('end', () => this.push(null));
+        channel.once('close', () => { if (!this.readableEnded) this.destroy(); });
+        channel.resume();
+      },
+      (err: unknown) => this.destroy(err instanceof Error ? err : new BrokerError('BRK_INTERNAL', describeError(err))),
+    );
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    if (this.channel.write(chunk)) callback();
+    else this.channel.once('drain', () => callback());
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.channel.end();
+    callback();
+  }
+
+  override _read(): void {
+    if (this.open) this.channel.resume();
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    this.channel.destroy();
+    callback(err);
+  }
 }

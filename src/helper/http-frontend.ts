@@ -59,7 +59,7 @@ export class HttpFrontend extends EventEmitter<HttpFrontendEvents> {
     super();
     this.maxBodyBytes = opts.maxBodyBytes ?? 1024 * 1024 * 1024;
     this.fast = opts.fast;
-    this.agent = new TunnelAgent(opener);
+    this.agent = new TunnelAgent(opener, {}, opts.fast);
     this.proxy = httpProxy.createProxyServer({ agent: this.agent, xfwd: false, proxyTimeout: 0, ws: false });
     this.proxy.on('proxyRes', (proxyRes) => stripHopByHop(proxyRes.headers));
     this.proxy.on('error', (err, req, res) => this.onProxyError(err, req, res as http.ServerResponse | net.Socket));

@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import { BrokerError } from '../errors';
 import { makeTarget } from '../protocol/target';
+import type { FastOpener } from './fast-open';
 import type { StreamOpener } from './stream-opener';
 
 /**
@@ -48,7 +49,12 @@ export function asSocket(stream: Duplex): Socket {
 
 /** HTTP agent that dials through the tunnel. */
 export class TunnelAgent extends http.Agent {
-  constructor(private readonly opener: StreamOpener, opts: http.AgentOptions = {}) {
+  /**
+   * With fast open (`fast-open.ts`), a new upstream connection to a target the descriptor
+   * allows outright carries the request before the device has answered; a refusal still
+   * reaches the proxy as the exact error, since no response has begun.
+   */
+  constructor(private readonly opener: StreamOpener, opts: http.AgentOptions = {}, private readonly fast?: FastOpener) {
     super({ keepAlive: true, keepAliveMsecs: 15_000, maxSockets: 32, maxFreeSockets: 8, timeout: 60_000, ...opts });
   }
 
@@ -61,8 +67,14 @@ export class TunnelAgent extends http.Agent {
       process.nextTick(() => cb(err as BrokerError));
       return undefined;
     }
-    this.opener.open(target).then(
-      (opened) => cb(null, asSocket(opened.stream)),
+    const verdict = this.fast?.judge(target);
+    if (verdict instanceof BrokerError) {
+      process.nextTick(() => cb(verdict));
+      return undefined;
+    }
+    const opened = verdict === 'now' && this.fast ? this.fast.openEarly(target) : this.opener.open(target).then((o) => o.stream);
+    opened.then(
+      (stream) => cb(null, asSocket(stream)),
       (err: unknown) => cb(err instanceof Error ? err : new BrokerError('BRK_INTERNAL', String(err))),
     );
     return undefined;

@@ -15,7 +15,7 @@ import type net from 'node:net';
 import path from 'node:path';
 import {
   closedPort, createTopology, curl, curlSocks, curlSocksRep, sha256, socksConnect, startBroker, startExpose, startJoin, startTargets,
-  targetLib, tempDir, type BrokerProc, type JoinProc, type Targets,
+  targetLib, tempDir, until, type BrokerProc, type JoinProc, type Targets,
 } from './harness';
 
 /** How the client's connection ended after the reply: reset, clean close, or still open after `ms`. */
@@ -76,6 +76,22 @@ describe('fast open on loopback', () => {
     const viaConnect = await curl(['-p', '-x', `http://${http}`, `http://127.0.0.1:${targets.httpPort}/`]);
     expect(viaConnect.code).toBe(0);
     expect(viaConnect.stdout.trim()).toBe(targets.marker);
+
+    // Plain requests through the HTTP proxy: two on one keep-alive upstream, then a body.
+    const plain = await curl(['-x', `http://${http}`, `http://127.0.0.1:${targets.httpPort}/`, `http://127.0.0.1:${targets.httpPort}/`]);
+    expect(plain.code).toBe(0);
+    expect(plain.stdout).toBe(`${targets.marker}\n${targets.marker}\n`);
+    const posted = await curl(['-x', `http://${http}`, '--data-binary', `@${file}`, `http://127.0.0.1:${targets.httpPort}/sha256`]);
+    expect(posted.code).toBe(0);
+    expect(JSON.parse(posted.stdout)).toEqual({ bytes: body.length, sha256: sha256(body) });
+
+    // The broker's audit lines: this helper's streams all came the in-band way (channels
+    // opened in advance), the other helper's as named direct-tcpip opens.
+    // (Keep-alive upstreams are still open and audited later.)
+    const helperId = (fast.ready.helper as { id: number }).id;
+    const lines = () => broker.proc.lines.filter((l) => l.event === 'stream' && l.helper === helperId);
+    await until(() => lines().length >= 4, 5000, 'the audit lines of the SOCKS and CONNECT streams');
+    expect(new Set(lines().map((l) => l.via))).toEqual(new Set(['socks']));
   }, 60_000);
 
   test('the first bytes go out right behind the early reply, and a client that half-closes at once still gets its answer', async () => {
@@ -106,6 +122,10 @@ describe('fast open on loopback', () => {
     expect(await socksConnect(exact.socks, '127.0.0.1', other).then((x) => { x.socket.destroy(); return x.rep; })).toBe(0x02);
     const evExact = await exact.proc.waitFor((l) => l.event === 'stream' && l.target === `127.0.0.1:${other}`, 5000, 'the stream event');
     expect(ev.reason).toBe(evExact.reason);
+    expect(ev.reset).toBeUndefined();
+    const plain = await curl(['-sS', '-D', '-', '-x', `http://${String(fast.ready.http)}`, `http://127.0.0.1:${other}/`]);
+    expect(plain.stdout).toMatch(/^HTTP\/1\.1 403 /);
+    expect(plain.stdout).toMatch(/x-broker-error: BRK_POLICY_DENIED/i);
     expect(String(ev.reason)).toMatch(/is loopback; name it explicitly/);
   });
 
@@ -130,6 +150,19 @@ describe('fast open on loopback', () => {
     expect(httpEv.status).toBe(502);
     expect(httpEv.code).toBe('BRK_CONN_REFUSED');
     expect(httpEv.reset).toBe(true);
+
+    // A plain request through the HTTP proxy had no early answer: its error stays exact.
+    const plain = await curl(['-sS', '-D', '-', '-x', `http://${String(fast.ready.http)}`, `http://127.0.0.1:${refusedPort}/`]);
+    expect(plain.code).toBe(0);
+    expect(plain.stdout).toMatch(/^HTTP\/1\.1 502 /);
+    expect(plain.stdout).toMatch(/x-broker-error: BRK_CONN_REFUSED/i);
+    expect(plain.stdout).toMatch(/refused/);
+    // All four went the fast way (raw SOCKS, curl, CONNECT, the plain request): the broker
+    // refused them on the in-band path.
+    const helperId = (fast.ready.helper as { id: number }).id;
+    const refusals = () => broker.proc.lines.filter((l) => l.event === 'stream' && l.helper === helperId && l.dest === `127.0.0.1:${refusedPort}`);
+    await until(() => refusals().length >= 4, 5000, 'four refusal audit lines');
+    expect(refusals().map((l) => l.via)).toEqual(['socks', 'socks', 'socks', 'socks']);
   });
 });
 

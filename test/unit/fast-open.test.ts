@@ -118,6 +118,47 @@ describe('FastOpener.carry over ssh2', () => {
     }
   }, 15_000);
 
+  test('openEarly: a stream to write on at once; reads start after the answer, which is not passed on', async () => {
+    const pair = await sshPair(broker((ch, seen, request) => {
+      ch.end(Buffer.concat([answer(request, encodeReply(0)), Buffer.from(`HTTP/1.1 200 OK (for ${seen.toString().trim()})\n`)]));
+    }));
+    try {
+      const fast = new FastOpener(pair.client, Policy.fromRules(['127.0.0.1:80'], []), 5000, 1);
+      const stream = await fast.openEarly(makeTarget('127.0.0.1', 80));
+      stream.write('GET / HTTP/1.1\n'); // the fake broker answers only once it has this
+      const got: Buffer[] = [];
+      stream.on('data', (c: Buffer) => got.push(c));
+      await new Promise((r) => stream.once('end', r));
+      expect(Buffer.concat(got).toString()).toBe('HTTP/1.1 200 OK (for GET / HTTP/1.1)\n');
+      stream.destroy();
+      fast.close();
+    } finally {
+      pair.close();
+    }
+  }, 15_000);
+
+  test('openEarly: a refusal destroys the stream with the exact error, nothing readable before it', async () => {
+    const pair = await sshPair(broker((ch, _seen, request) => {
+      ch.end(answer(request, encodeReply(0x04), Buffer.from('printer.lan:80: the name does not resolve on the device\n')));
+    }));
+    try {
+      const fast = new FastOpener(pair.client, Policy.fromRules(['printer.lan:80'], []), 5000, 1);
+      const stream = await fast.openEarly(makeTarget('printer.lan', 80));
+      let read = 0;
+      stream.on('data', (c: Buffer) => { read += c.length; });
+      const failed = new Promise<Error>((r) => stream.once('error', r));
+      stream.write('GET / HTTP/1.1\n');
+      const err = await failed;
+      expect(err).toBeInstanceOf(BrokerError);
+      expect((err as BrokerError).code).toBe('BRK_HOST_UNREACHABLE');
+      expect(err.message).toBe('printer.lan:80: the name does not resolve on the device');
+      expect(read).toBe(0);
+      fast.close();
+    } finally {
+      pair.close();
+    }
+  }, 15_000);
+
   test('a failure after the early answer resets the client and reports the exact reply and reason', async () => {
     const pair = await sshPair(broker((ch, _seen, request) => {
       ch.end(answer(request, encodeReply(0x05), Buffer.from('127.0.0.1:80: connection refused by the target\n')));
