@@ -9,6 +9,15 @@
  * active, it lets at most `limit` bytes be sent that the device has not yet credited
  * back, as if the device had granted `limit` instead of its window.
  *
+ * Over a long device link (a round trip above LOCAL_RTT_MS) a stream alone is held too,
+ * by time as our agents hold their windows: to the cap plus the step plus twice what the
+ * device credits back per round trip plus ALONE_SLACK_MS. Otherwise an upload alone puts
+ * the whole 2 MiB in a slow link's queue, and the first request of the next stream waits
+ * behind it (10 Mbit/s: 1.7 s). On loopback and LANs a stream alone is never held. While
+ * a light stream is active the limit gets the same allowance for data in flight, without
+ * the slack: on a long fast link the cap and step alone would throttle the upload to
+ * them per round trip.
+ *
  * The limit must stay above the device's own re-grant step, or the device would wait
  * for more data before it credits anything and the stream would stall: OpenSSH
  * re-grants what it has consumed once 3 packets (96 KiB) are unacknowledged, ssh2 once
@@ -27,12 +36,20 @@
  * internals differ from what this expects, nothing is held back.
  */
 import type { Duplex } from 'node:stream';
-import { lightStreamBesides, STREAM_WINDOW } from './stream-window';
+import {
+  ALONE_SLACK_MS, IN_FLIGHT_GAIN, legDistance, lightStreamBesides, RATE_MEMORY_MS, RATE_MIN_PERIOD_MS, RATE_ROUNDS, STREAM_WINDOW,
+} from './stream-window';
 
 /** A held-back stream that has had no credit for this long gets all of it. */
 export const STALL_MS = 1000;
 /** How long an answer of `lightStreamBesides` is reused for one channel. */
 const LIGHT_CHECK_MS = 50;
+/**
+ * Credits further apart than this do not measure the device's pace (the stream was
+ * idle, or the link is slower than a re-grant step per second): the measurement starts
+ * afresh, and the rate known so far stays.
+ */
+const CREDIT_GAP_MS = 1000;
 
 type AdjustHandler = (p: unknown, recipient: number, amount: number) => unknown;
 
@@ -58,6 +75,10 @@ interface Sender {
   released: boolean;
   light: boolean;
   lightCheckedAt: number;
+  /** The device's pace: the current measurement period's start and credits, the last RATE_ROUNDS rates (bytes/ms). */
+  periodStart: number;
+  periodBytes: number;
+  rates: number[];
 }
 
 /** Per connection: its limited channels by local id, and the device's largest adjust. */
@@ -68,20 +89,49 @@ interface Senders {
   /** ssh2's first argument to the handler (its protocol), kept for releases; the protocol until one arrives. */
   proto: unknown;
   timer: NodeJS.Timeout | undefined;
+  /** The best recent rate of a stream on this connection (bytes/ms), for streams that have measured none yet. */
+  rate: number;
+  rateAt: number;
 }
 
 const SENDERS = Symbol('sendLimits');
 
-/** How much of `s`'s credit to hide now: its base less the limit, while a light stream besides it is active. */
+/**
+ * How much of `s`'s credit to hide now: its base less the limit, while a light stream
+ * besides it is active, or over a long link.
+ */
 function holdBack(senders: Senders, s: Sender, now: number): number {
-  if (s.released || senders.step === 0) return 0;
-  const limit = STREAM_WINDOW + senders.step;
-  if (limit >= s.base) return 0;
+  if (s.released || senders.step === 0 || STREAM_WINDOW + senders.step >= s.base) return 0;
   if (now - s.lightCheckedAt >= LIGHT_CHECK_MS) {
     s.light = lightStreamBesides(s.channel);
     s.lightCheckedAt = now;
   }
-  return s.light ? s.base - limit : 0;
+  const distance = legDistance(s.channel);
+  if (!s.light && distance <= 0) return 0;
+  const rate = s.rates.length > 0 ? Math.max(...s.rates) : now - senders.rateAt <= RATE_MEMORY_MS ? senders.rate : 0;
+  const limit = Math.floor(STREAM_WINDOW + senders.step + IN_FLIGHT_GAIN * rate * (distance + (s.light ? 0 : ALONE_SLACK_MS)));
+  return limit >= s.base ? 0 : s.base - limit;
+}
+
+/** The device credited `amount` on `s`: measure its pace over periods of at least the leg's round trip. */
+function measureCredit(senders: Senders, s: Sender, now: number, amount: number): void {
+  const elapsed = now - s.periodStart;
+  if (elapsed > CREDIT_GAP_MS) {
+    s.periodStart = now;
+    s.periodBytes = 0;
+    return;
+  }
+  s.periodBytes += amount;
+  if (elapsed < Math.max(legDistance(s.channel), RATE_MIN_PERIOD_MS)) return;
+  s.rates.push(s.periodBytes / elapsed);
+  if (s.rates.length > RATE_ROUNDS) s.rates.shift();
+  s.periodStart = now;
+  s.periodBytes = 0;
+  const rate = Math.max(...s.rates);
+  if (rate >= senders.rate || now - senders.rateAt > RATE_MEMORY_MS) {
+    senders.rate = rate;
+    senders.rateAt = now;
+  }
 }
 
 /** Release what `s` holds back: ssh2 resumes a write that waited for credit. */
@@ -117,7 +167,7 @@ function sendersOf(proto: ProtocolInternals): Senders | undefined {
   const handlers = proto._handlers;
   const original = handlers?.CHANNEL_WINDOW_ADJUST;
   if (!handlers || typeof original !== 'function') return undefined;
-  const senders: Senders = { byId: new Map(), step: 0, original: original as AdjustHandler, proto, timer: undefined };
+  const senders: Senders = { byId: new Map(), step: 0, original: original as AdjustHandler, proto, timer: undefined, rate: 0, rateAt: 0 };
   proto[SENDERS] = senders;
   handlers.CHANNEL_WINDOW_ADJUST = function limited(p: unknown, recipient: number, amount: number) {
     senders.proto = p;
@@ -126,6 +176,7 @@ function sendersOf(proto: ProtocolInternals): Senders | undefined {
     if (!s) return senders.original(p, recipient, amount);
     const now = Date.now();
     s.lastAdjust = now;
+    measureCredit(senders, s, now, amount);
     const real = s.channel.outgoing.window + s.hidden + amount;
     const hidden = Math.max(0, Math.min(real, holdBack(senders, s, now)));
     const told = amount + s.hidden - hidden;
@@ -140,7 +191,8 @@ function sendersOf(proto: ProtocolInternals): Senders | undefined {
 
 /**
  * Hold back what the broker sends on `channel` (an ssh2 channel to a device that does
- * not size its own windows) while another stream on its connection is light.
+ * not size its own windows) while another stream on its connection is light, or over a
+ * long device link.
  */
 export function limitSendWindow(channel: Duplex): void {
   const ch = channel as unknown as Partial<ChannelInternals>;
@@ -151,10 +203,10 @@ export function limitSendWindow(channel: Duplex): void {
   const id = ch.incoming.id;
   const s: Sender = {
     channel: channel as Duplex & ChannelInternals, base: ch.outgoing.window, hidden: 0, lastAdjust: Date.now(),
-    released: false, light: false, lightCheckedAt: 0,
+    released: false, light: false, lightCheckedAt: 0, periodStart: Date.now(), periodBytes: 0, rates: [],
   };
   senders.byId.set(id, s);
-  // A light stream is active already: hold back from the start, once the step is known.
+  // A light stream is active already, or the link is long: hold back from the start, once the step is known.
   const hidden = Math.min(s.base, holdBack(senders, s, Date.now()));
   if (hidden > 0) {
     s.hidden = hidden;

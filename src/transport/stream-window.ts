@@ -108,19 +108,19 @@ const RTT_SAMPLES = 16;
  * round trip (BBR's gain): with 1, processing time on top of the distance would
  * stall the cap short of the link's bandwidth (two WAN downloads: 32 MiB/s).
  */
-const IN_FLIGHT_GAIN = 2;
+export const IN_FLIGHT_GAIN = 2;
 /**
  * The rate is the best of the last few round trips (BBR's max filter): the window
  * comes back in bursts, so one round trip may catch two and the next none.
  */
-const RATE_ROUNDS = 3;
+export const RATE_ROUNDS = 3;
 /** A stream quiet for this many round trips starts measuring its rate afresh. */
 const RATE_GAP_RTTS = 4;
 /**
  * Rates are measured over one round trip of the device leg, but at least this long
  * (on loopback and LANs the round trip is shorter than the clock's resolution).
  */
-const RATE_MIN_PERIOD_MS = 5;
+export const RATE_MIN_PERIOD_MS = 5;
 /**
  * A stream alone may have in flight twice what it delivers in the device leg's round
  * trip plus this long: `cap + 2 × rate × (distance + ALONE_SLACK_MS)`. On loopback
@@ -520,6 +520,15 @@ export function lightStreamBesides(channel: Duplex): boolean {
     if (e !== self && now < e.lastActive + SHARED_HOLD_MS && !isBulk(registry, e)) return true;
   }
   return false;
+}
+
+/**
+ * The device leg's distance as `channel`'s connection measured it (`noteRoundTrip`): its
+ * fastest recent round trip less LOCAL_RTT_MS; 0 on loopback and LANs, or when unknown.
+ */
+export function legDistance(channel: Duplex): number {
+  const ch = channel as unknown as Partial<ChannelInternals>;
+  return ch._client?._protocol?.[CAPS]?.distance ?? 0;
 }
 
 /**

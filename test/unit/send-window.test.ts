@@ -5,7 +5,7 @@
  */
 import { Duplex } from 'node:stream';
 import { limitSendWindow, STALL_MS } from '../../src/transport/send-window';
-import { capReceiveWindow, markStreamInUse, SHARED_HOLD_MS } from '../../src/transport/stream-window';
+import { ALONE_SLACK_MS, capReceiveWindow, markStreamInUse, noteRoundTrip, SHARED_HOLD_MS } from '../../src/transport/stream-window';
 
 const WINDOW = 2 * 1024 * 1024;
 const PACKET = 32 * 1024;
@@ -117,6 +117,71 @@ test('a new stream is held back from the start when a light stream is active and
   limitSendWindow(a);
   expect(a.outgoing.window).toBe(CAP + 4 * PACKET);
   expect(upload(proto, a, 400).maxCredit).toBeLessThanOrEqual(CAP + 4 * PACKET);
+});
+
+/**
+ * An upload alone through a link that delivers `perMs` bytes a millisecond, for `ms`
+ * (fake time): the broker sends whatever ssh2 lets it; the device consumes at the link's
+ * pace and credits back as OpenSSH does. Returns the largest queue in the link over the
+ * second half (what the next stream's first request would wait behind) and the bytes sent.
+ */
+function linkUpload(proto: Proto, ch: Chan, perMs: number, ms: number, step = 3 * PACKET) {
+  let queue = 0;
+  let pending = 0;
+  let maxQueue = 0;
+  let sent = 0;
+  for (let t = 0; t < ms; t++) {
+    jest.advanceTimersByTime(1);
+    while (ch.outgoing.window > 0) {
+      const n = Math.min(PACKET, ch.outgoing.window);
+      ch.outgoing.window -= n;
+      queue += n;
+      sent += n;
+    }
+    const c = Math.min(queue, perMs);
+    queue -= c;
+    pending += c;
+    if (pending > step) {
+      proto._handlers.CHANNEL_WINDOW_ADJUST(proto, ch.incoming.id, pending);
+      pending = 0;
+    }
+    if (t >= ms / 2) maxQueue = Math.max(maxQueue, queue);
+  }
+  return { maxQueue, sent };
+}
+
+describe('a stream alone', () => {
+  const PER_MS = 1250; // 10 Mbit/s
+  const DISTANCE = 20;
+
+  test('over a long link: held by time to cap + step + 2 x pace x (distance + slack), and the link stays full', () => {
+    jest.useFakeTimers({ now: 5_000_000 });
+    const { proto, channel } = connection();
+    noteRoundTrip({ _protocol: proto }, DISTANCE + 1);
+    const a = channel(1);
+    limitSendWindow(a);
+    const d = linkUpload(proto, a, PER_MS, 4000);
+    const step = 3 * PACKET + PER_MS; // OpenSSH credits once more than 3 packets wait: the first adjust is a bit over
+    const limit = CAP + step + 2 * PER_MS * (DISTANCE + ALONE_SLACK_MS);
+    expect(d.maxQueue).toBeLessThanOrEqual(limit + PACKET);
+    expect(d.sent).toBeGreaterThan(0.95 * PER_MS * 4000);
+
+    // The same without the limit: the whole window waits in the link (1.7 s at 10 Mbit/s).
+    const other = connection();
+    noteRoundTrip({ _protocol: other.proto }, DISTANCE + 1);
+    const free = linkUpload(other.proto, other.channel(1), PER_MS, 4000);
+    expect(free.maxQueue).toBeGreaterThan(WINDOW - 4 * PACKET);
+  });
+
+  test('on loopback and LANs: never held back', () => {
+    jest.useFakeTimers({ now: 6_000_000 });
+    const { proto, channel } = connection();
+    noteRoundTrip({ _protocol: proto }, 0.5);
+    const a = channel(1);
+    limitSendWindow(a);
+    upload(proto, a, 8);
+    expect(upload(proto, a, 400).maxCredit).toBeGreaterThan(WINDOW / 2);
+  });
 });
 
 test('a device that re-grants only after 1 MiB (ssh2\'s rule) is not held back: a limit below that step would stall', () => {
