@@ -2,7 +2,8 @@
  * A real browser through the helper: headless Chromium (Debian's /usr/bin/chromium via
  * playwright-core) loads a page with CSS, an image and an XHR from a server on the
  * "device network", once through the helper's SOCKS5 port and once through its HTTP
- * proxy port, started the way examples/browser.md says.
+ * proxy port, started the way examples/browser.md says; then both again with
+ * `join --fast-open`.
  *
  * Chromium never proxies loopback destinations unless `--proxy-bypass-list=<-loopback>`,
  * so the test proves the page really came through the proxy: (1) it renders completely
@@ -138,12 +139,13 @@ describe('headless Chromium through the helper', () => {
     return browser;
   }
 
-  for (const mode of ['socks5', 'http'] as const) {
-    test(`page with CSS, image and XHR renders through the ${mode === 'socks5' ? 'SOCKS5' : 'HTTP'} proxy; fails once the helper is gone`, async () => {
+  for (const [mode, fastOpen] of [['socks5', false], ['http', false], ['socks5', true], ['http', true]] as const) {
+    test(`page with CSS, image and XHR renders through the ${mode === 'socks5' ? 'SOCKS5' : 'HTTP'} proxy${fastOpen ? ' with join --fast-open' : ''}; fails once the helper is gone`, async () => {
       const scope = new Scope();
       let browser: Browser | undefined;
       try {
-        const join: JoinInfo = await startJoin(scope, broker, expose.code, kb);
+        const join: JoinInfo = await startJoin(scope, broker, expose.code, kb, fastOpen ? ['--fast-open'] : []);
+        expect(join.ready.fastOpen).toBe(fastOpen);
         const proxyPort = mode === 'socks5' ? join.socksPort : join.httpPort;
         const streamsBefore = deviceStreams(expose, `127.0.0.1:${site.port}`).length;
         const requestsBefore = site.requests.length;
@@ -182,6 +184,14 @@ describe('headless Chromium through the helper', () => {
 
         // (3) stop the helper: the same page no longer loads
         await join.proc.stop();
+        if (fastOpen) {
+          // The streams came the fast way: on channels opened in advance, in-band at the broker
+          // (audited once closed; the HTTP proxy's keep-alive upstreams close with the helper).
+          const helperId = (join.ready.helper as { id: number }).id;
+          const vias = () => broker.proc.lines.filter((l) => l.event === 'stream' && l.helper === helperId).map((l) => l.via);
+          await until(() => vias().length > 0, 'the broker audit lines of this helper');
+          expect(new Set(vias())).toEqual(new Set(['socks']));
+        }
         const ctx2 = await browser.newContext();
         const tab2 = await ctx2.newPage();
         const requestsAfterStop = site.requests.length;

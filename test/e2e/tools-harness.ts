@@ -157,8 +157,8 @@ export async function startExpose(scope: Scope, broker: BrokerInfo, kb: string, 
 export interface JoinInfo { proc: Proc; socks: string; http: string; socksPort: number; httpPort: number; ready: JsonLine }
 
 /** `broker-agent join CODE` with SOCKS and HTTP on free loopback ports. */
-export async function startJoin(scope: Scope, broker: BrokerInfo, code: string, kb: string): Promise<JoinInfo> {
-  const proc = scope.spawn('join', AGENT_BIN, ['join', code, '--broker', broker.ssh, '--socks', '127.0.0.1:0', '--http', '127.0.0.1:0', '--json', '--known-brokers', kb]);
+export async function startJoin(scope: Scope, broker: BrokerInfo, code: string, kb: string, extra: string[] = []): Promise<JoinInfo> {
+  const proc = scope.spawn('join', AGENT_BIN, ['join', code, '--broker', broker.ssh, '--socks', '127.0.0.1:0', '--http', '127.0.0.1:0', '--json', '--known-brokers', kb, ...extra]);
   const ready = await proc.waitLine((x) => x.event === 'ready', 'ready line');
   const socks = String(ready.socks);
   const httpAddr = String(ready.http);
