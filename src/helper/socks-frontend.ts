@@ -72,8 +72,10 @@ export class SocksFrontend extends EventEmitter<SocksFrontendEvents> {
       if (verdict === 'now' && this.fast) {
         socket.write(answer(request, encodeReply(0, UNKNOWN_BOUND)));
         const out = await this.fast.carry(socket, request.target);
-        if (out) this.emit('stream', { target: targetText, ...out, ...(out.rep !== 0 ? { reset: true } : {}) });
-        if (out && out.rep !== 0) this.log.info('socks request failed after fast open', { dest: targetText, rep: out.rep, reason: out.reason });
+        if (!out) return; // the client left before the device answered
+        if (out.rep === 0) return void this.emit('stream', { target: targetText, ...out });
+        this.log.info('socks request failed after fast open', { dest: targetText, rep: out.rep, reason: out.reason });
+        this.emit('stream', { target: targetText, ...out, reset: true });
         return;
       }
       // A client that gives up while we open (FIN) cancels the open on the device.

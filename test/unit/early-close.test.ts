@@ -3,18 +3,8 @@
  * opened aborts the watch's signal (listeners run once; removed ones and ones added
  * afterwards never run), and bytes it sent meanwhile come back in order from stop().
  */
-import net from 'node:net';
 import { watchWhileOpening } from '../../src/transport/early-close';
-
-async function socketPair(): Promise<{ client: net.Socket; server: net.Socket; close: () => void }> {
-  const srv = net.createServer({ allowHalfOpen: true });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const accepted = new Promise<net.Socket>((r) => srv.once('connection', r));
-  const client = net.connect({ port: (srv.address() as net.AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true });
-  await new Promise((r) => client.once('connect', r));
-  const server = await accepted;
-  return { client, server, close: () => { client.destroy(); server.destroy(); srv.close(); } };
-}
+import { socketPair } from './socket-pair';
 
 describe('watchWhileOpening', () => {
   test('the client ending aborts once; removed and late listeners never run', async () => {

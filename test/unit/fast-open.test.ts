@@ -5,7 +5,6 @@
  * before it has answered, that a success becomes a relayed stream, and that a failure
  * resets the client's connection and reports the exact reply.
  */
-import net from 'node:net';
 import type { Connection, ServerChannel } from 'ssh2';
 import { BrokerError } from '../../src/errors';
 import { FastOpener } from '../../src/helper/fast-open';
@@ -14,6 +13,7 @@ import { SOCKS_STREAM_PATH } from '../../src/protocol/constants';
 import { encodeReply } from '../../src/protocol/socks5';
 import { acceptSocksConnect, answer, type SocksConnectRequest } from '../../src/protocol/socks-handshake';
 import { makeTarget } from '../../src/protocol/target';
+import { type SocketPair, socketPair } from './socket-pair';
 import { sshPair } from './ssh-pair';
 
 describe('FastOpener.judge', () => {
@@ -47,16 +47,6 @@ describe('FastOpener.judge', () => {
   });
 });
 
-/** A local client socket connected to `onServer`'s end (the socket a front-end hands to carry()). */
-async function clientPair(): Promise<{ client: net.Socket; accepted: net.Socket; close: () => void }> {
-  const server = net.createServer({ allowHalfOpen: true });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const acceptedP = new Promise<net.Socket>((r) => server.once('connection', r));
-  const client = net.connect({ port: (server.address() as net.AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true });
-  await new Promise((r) => client.once('connect', r));
-  return { client, accepted: await acceptedP, close: () => server.close() };
-}
-
 describe('FastOpener.carry over ssh2', () => {
   /** The broker's side: in-band SOCKS on direct-streamlocal, answering as `respond` says. */
   function broker(respond: (ch: ServerChannel, seenBeforeAnswer: Buffer, request: SocksConnectRequest) => void) {
@@ -85,20 +75,38 @@ describe('FastOpener.carry over ssh2', () => {
     };
   }
 
+  /**
+   * Run `body` with a FastOpener (targets `allow`ed) on an ssh2 connection whose server answers
+   * as `respond` says, and a local client connection; everything is closed afterwards.
+   */
+  async function withFastOpener(
+    respond: Parameters<typeof broker>[0],
+    allow: string,
+    body: (fast: FastOpener, local: SocketPair) => Promise<void>,
+  ): Promise<void> {
+    const pair = await sshPair(broker(respond));
+    const local = await socketPair();
+    const fast = new FastOpener(pair.client, Policy.fromRules([allow], []), 5000, 1);
+    try {
+      await body(fast, local);
+    } finally {
+      fast.close();
+      local.close();
+      pair.close();
+    }
+  }
+
   test('the first bytes reach the broker before its answer; a success relays both ways', async () => {
     // The fake broker answers only once it holds the client's first line: no answer without them.
-    const pair = await sshPair(broker((ch, seen, request) => {
+    await withFastOpener((ch, seen, request) => {
       ch.write(answer(request, encodeReply(0)));
       ch.write(`echo ${seen.toString()}`);
       ch.on('data', (c: Buffer) => ch.write(`echo ${c.toString()}`));
       ch.once('end', () => ch.end());
       ch.resume();
-    }));
-    const local = await clientPair();
-    try {
-      const fast = new FastOpener(pair.client, Policy.fromRules(['127.0.0.1:80'], []), 5000, 1);
+    }, '127.0.0.1:80', async (fast, local) => {
       let opened = 0;
-      const carried = fast.carry(local.accepted, makeTarget('127.0.0.1', 80), { onOpen: () => opened++ });
+      const carried = fast.carry(local.server, makeTarget('127.0.0.1', 80), { onOpen: () => opened++ });
       local.client.write('hello\n'); // the client was told "succeeded" and talks at once
       const got: Buffer[] = [];
       local.client.on('data', (c: Buffer) => {
@@ -110,20 +118,13 @@ describe('FastOpener.carry over ssh2', () => {
       expect(Buffer.concat(got).toString()).toBe('echo hello\necho bye\n');
       expect(out).toMatchObject({ rep: 0, reason: 'succeeded', sent: 'hello\nbye\n'.length, received: 'echo hello\necho bye\n'.length });
       expect(opened).toBe(1);
-      fast.close();
-    } finally {
-      local.client.destroy();
-      local.close();
-      pair.close();
-    }
+    });
   }, 15_000);
 
   test('openEarly: a stream to write on at once; reads start after the answer, which is not passed on', async () => {
-    const pair = await sshPair(broker((ch, seen, request) => {
+    await withFastOpener((ch, seen, request) => {
       ch.end(Buffer.concat([answer(request, encodeReply(0)), Buffer.from(`HTTP/1.1 200 OK (for ${seen.toString().trim()})\n`)]));
-    }));
-    try {
-      const fast = new FastOpener(pair.client, Policy.fromRules(['127.0.0.1:80'], []), 5000, 1);
+    }, '127.0.0.1:80', async (fast) => {
       const stream = await fast.openEarly(makeTarget('127.0.0.1', 80));
       stream.write('GET / HTTP/1.1\n'); // the fake broker answers only once it has this
       const got: Buffer[] = [];
@@ -131,18 +132,13 @@ describe('FastOpener.carry over ssh2', () => {
       await new Promise((r) => stream.once('end', r));
       expect(Buffer.concat(got).toString()).toBe('HTTP/1.1 200 OK (for GET / HTTP/1.1)\n');
       stream.destroy();
-      fast.close();
-    } finally {
-      pair.close();
-    }
+    });
   }, 15_000);
 
   test('openEarly: a refusal destroys the stream with the exact error, nothing readable before it', async () => {
-    const pair = await sshPair(broker((ch, _seen, request) => {
+    await withFastOpener((ch, _seen, request) => {
       ch.end(answer(request, encodeReply(0x04), Buffer.from('printer.lan:80: the name does not resolve on the device\n')));
-    }));
-    try {
-      const fast = new FastOpener(pair.client, Policy.fromRules(['printer.lan:80'], []), 5000, 1);
+    }, 'printer.lan:80', async (fast) => {
       const stream = await fast.openEarly(makeTarget('printer.lan', 80));
       let read = 0;
       stream.on('data', (c: Buffer) => { read += c.length; });
@@ -153,20 +149,14 @@ describe('FastOpener.carry over ssh2', () => {
       expect((err as BrokerError).code).toBe('BRK_HOST_UNREACHABLE');
       expect(err.message).toBe('printer.lan:80: the name does not resolve on the device');
       expect(read).toBe(0);
-      fast.close();
-    } finally {
-      pair.close();
-    }
+    });
   }, 15_000);
 
   test('a failure after the early answer resets the client and reports the exact reply and reason', async () => {
-    const pair = await sshPair(broker((ch, _seen, request) => {
+    await withFastOpener((ch, _seen, request) => {
       ch.end(answer(request, encodeReply(0x05), Buffer.from('127.0.0.1:80: connection refused by the target\n')));
-    }));
-    const local = await clientPair();
-    try {
-      const fast = new FastOpener(pair.client, Policy.fromRules(['127.0.0.1:80'], []), 5000, 1);
-      const carried = fast.carry(local.accepted, makeTarget('127.0.0.1', 80), { onOpen: () => { throw new Error('not opened'); } });
+    }, '127.0.0.1:80', async (fast, local) => {
+      const carried = fast.carry(local.server, makeTarget('127.0.0.1', 80), { onOpen: () => { throw new Error('not opened'); } });
       const ended = new Promise<string>((resolve) => {
         local.client.on('error', (err: NodeJS.ErrnoException) => resolve(String(err.code)));
         local.client.once('end', () => resolve('clean end'));
@@ -174,11 +164,6 @@ describe('FastOpener.carry over ssh2', () => {
       local.client.write('GET / HTTP/1.0\n');
       expect(await ended).toBe('ECONNRESET');
       expect(await carried).toEqual({ rep: 0x05, reason: '127.0.0.1:80: connection refused by the target' });
-      fast.close();
-    } finally {
-      local.client.destroy();
-      local.close();
-      pair.close();
-    }
+    });
   }, 15_000);
 });
