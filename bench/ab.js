@@ -33,6 +33,8 @@
  *           --same-helper    fairness: B's requests go through A's helper (one browser)
  *           --upload         fairness: A uploads instead of downloading
  *           --stock-device   the device is a stock `ssh -R 0 expose@broker`, not broker-agent expose
+ *           --fresh          every run gets a chain of new processes, started just before it:
+ *                            what a helper's first connections see (V8 has optimised nothing yet)
  *           --snapshot DIR   copy this checkout's current build to DIR and exit
  *           --help
  *
@@ -40,6 +42,7 @@
  *           node bench/ab.js --snapshot /tmp/before   (then change src/, npm run build)
  *           node bench/ab.js connections build=/tmp/before ''
  *           node bench/ab.js fairness --link 10,10 --settle 3000 --count 20 build=/tmp/before ''
+ *           node bench/ab.js connections --fresh build=/tmp/before ''
  * Needs dist/ (npm run build). Traffic stays on 127.0.0.1.
  */
 const path = require('node:path');
@@ -114,7 +117,7 @@ function fmt(v) {
 
 async function main() {
   // Hand-parsed: a variant may itself start with "--" (a node flag), which a generic parser would reject.
-  const opts = { repeats: '5', streams: '1', mib: '256', count: '2000', conns: '200', settle: '300', link: undefined, snapshot: undefined, help: false, sameHelper: false, upload: false, stockDevice: false };
+  const opts = { repeats: '5', streams: '1', mib: '256', count: '2000', conns: '200', settle: '300', link: undefined, snapshot: undefined, help: false, sameHelper: false, upload: false, stockDevice: false, fresh: false };
   const positionals = [];
   const argv = process.argv.slice(2);
   for (let i = 0; i < argv.length; i++) {
@@ -124,6 +127,7 @@ async function main() {
     else if (argv[i] === '--same-helper') opts.sameHelper = true;
     else if (argv[i] === '--upload') opts.upload = true;
     else if (argv[i] === '--stock-device') opts.stockDevice = true;
+    else if (argv[i] === '--fresh') opts.fresh = true;
     else positionals.push(argv[i]);
   }
   if (opts.snapshot) {
@@ -151,10 +155,9 @@ async function main() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-ab-'));
   const t = procs.startNode(path.join(__dirname, 'lib', 'target-server.js'), [], { name: 'target', logFile: path.join(dir, 'target.log') });
   o.target = await new Promise((resolve) => t.once('message', (m) => resolve({ host: '127.0.0.1', port: m.port })));
-  const chains = [];
-  for (const [i, v] of variants.entries()) {
+  const startVariantChain = async (i, chainDir) => {
+    const v = variants[i];
     process.env.BENCH_CODE_DIR = v.build; // read by ours.js when it spawns this chain
-    const chainDir = path.join(dir, String(i));
     const chainOpts = { helpers: scenario.helpers, env: v.env, nodeArgs: () => v.nodeArgs, stockDevice: opts.stockDevice };
     if (link) {
       // Its own broker, reached through the link relay by the helpers and the device.
@@ -164,18 +167,25 @@ async function main() {
       const relay = procs.startNode(path.join(__dirname, 'lib', 'delay-relay.js'), [String(link[1]), `${broker.port},${broker.port}`, rates], { name: `link-relay-${i}`, logFile: path.join(dir, `relay-${i}.log`) });
       const ports = await new Promise((resolve) => relay.once('message', (m) => resolve(m.ports)));
       Object.assign(chainOpts, { broker, helperAddress: `127.0.0.1:${ports[0]}`, deviceAddress: `127.0.0.1:${ports[1]}` });
+      const chain = await ours.startChain(chainDir, o.target, chainOpts);
+      return { ...chain, close: async () => { await chain.close(); await procs.stop(relay); await procs.stop(broker.child, 5000); } };
     }
-    chains.push(await ours.startChain(chainDir, o.target, chainOpts));
-  }
+    return ours.startChain(chainDir, o.target, chainOpts);
+  };
+  // Started first, so load changes on the machine hit every variant alike (--fresh: one per run instead).
+  const chains = [];
+  if (!opts.fresh) for (const i of variants.keys()) chains.push(await startVariantChain(i, path.join(dir, String(i))));
   const results = variants.map(() => ({ runs: [], cpu: {} }));
   for (let rep = 0; rep < o.repeats; rep++) {
     for (const i of rotated([...variants.keys()], rep)) { // who goes first rotates
-      const roles = chains[i].roles();
+      const chain = opts.fresh ? await startVariantChain(i, path.join(dir, `${i}-${rep}`)) : chains[i];
+      const roles = chain.roles();
       const before = Object.fromEntries(Object.entries(roles).map(([r, pid]) => [r, cpuMs(pid)]));
-      const r = await scenario.run(chains[i], o);
+      const r = await scenario.run(chain, o);
       results[i].runs.push(r.values);
       results[i].workUnit = r.workUnit;
       for (const [role, pid] of Object.entries(roles)) (results[i].cpu[role] ??= []).push((cpuMs(pid) - before[role]) / r.work);
+      if (opts.fresh) await chain.close();
       process.stderr.write(`[ab] ${name} run ${rep + 1}/${o.repeats} ${variants[i].label}: ${r.values.map(fmt).join(' ')}\n`);
     }
   }
