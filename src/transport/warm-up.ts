@@ -1,27 +1,35 @@
 /**
- * A faster start for V8's optimising compiler: a sixteenth of its interrupt budget while
+ * A faster start for V8's optimising compiler: an eighth of its interrupt budget while
  * the process is young, half of it (`--interrupt-budget=33792`, process-tuning.ts)
  * once it has used WARM_CPU_MS of CPU.
  *
  * A function is optimised after it has spent its budget in unoptimised code. The code
  * a new connection runs (SOCKS, routing, channel setup, the relay) runs once or twice
- * per connection, so a fresh helper's first page loads run mostly unoptimised. With
- * a smaller budget it is optimised sooner. The first 2,000 sequential connections of
- * fresh chains (`bench/ab.js connections --fresh`, eight each, interleaved): a quarter
- * of the default 751 conn/s, an eighth 791, a sixteenth 849 (CPU per connection -7 %,
- * p50 0.87 -> 0.83 ms, p99 6.5 -> 7.4 ms: more optimising while the first ones run).
- * The first 3,000 connections of a chain 763 -> 918, the next 24,000 even (1230 vs
- * 1218/s). Kept for good, a quarter cost about 6 % of one stream's download in an
- * earlier session; used only while warming up, the first 512 MiB download after
- * 2,000 connections moved 366 vs 358 MiB/s (quarter / sixteenth, four each: noise). So it lasts only while the process warms up: CPU
- * used, not time since start, because a helper may sit idle for an hour before its
+ * per connection, so a fresh helper's first page loads run mostly unoptimised. With a
+ * smaller budget it is optimised sooner, for more optimising work at the very start.
+ * Fresh chains, cumulative ms to their 20th / 100th / 500th / 2,000th / 5,000th
+ * sequential connection (medians of six, interleaved):
+ *
+ *   half throughout      47 / 302 / 1144 / 2871 / 5669
+ *   an eighth           102 / 422 / 1162 / 2520 / 5119
+ *   a sixteenth         133 / 534 / 1127 / 2538 / 5134
+ *
+ * The first 100 connections cost the three processes 330-360 ms of CPU with half,
+ * 560-580 with an eighth and 740-760 with a sixteenth (compiling); the next 1,900 cost
+ * 2.7, 2.1 and 2.0 s. An eighth gets all of a sixteenth's gain over the first
+ * thousands for half its cost in the first dozens (a page's worth). Kept for good, a
+ * quarter cost about 6 % of one stream's download in an earlier session; used only
+ * while warming up, bulk does not move. So it lasts only while the process warms up:
+ * CPU used, not time since start, because a helper may sit idle for an hour before its
  * first connection. V8 reads the budget each time it resets a function's, so a
- * run-time switch takes effect as functions run out of their current one.
+ * run-time switch takes effect as functions run out of their current one. Starting
+ * the small budget only after the first ~100 connections kept them fast but lost the
+ * gain later (2,000th at 2859 ms): what pays off is optimising early.
  */
 import v8 from 'node:v8';
 
-/** The budget while warming up: a sixteenth of V8's default (67584). */
-export const WARMING_BUDGET_FLAG = '--interrupt-budget=4224';
+/** The budget while warming up: an eighth of V8's default (67584). */
+export const WARMING_BUDGET_FLAG = '--interrupt-budget=8448';
 /** The budget after warm-up (the one V8_FLAGS sets at startup). */
 export const WARM_BUDGET_FLAG = '--interrupt-budget=33792';
 /** CPU (user + system) after which the process counts as warm: about 5,000 new connections. */

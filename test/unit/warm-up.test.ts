@@ -1,5 +1,5 @@
 /**
- * The warm-up budget: a sixteenth of V8's interrupt budget until the process has used
+ * The warm-up budget: an eighth of V8's interrupt budget until the process has used
  * its warm-up CPU, then the warm one, once; nothing for a process already warm.
  */
 import { isWarm, WARM_BUDGET_FLAG, WARMING_BUDGET_FLAG, watchWarmUp } from '../../src/transport/warm-up';
