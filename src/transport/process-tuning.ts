@@ -82,8 +82,13 @@ export function applyProcessTuning(env: NodeJS.ProcessEnv = process.env): string
   if (!warmUp) warmUp = watchWarmUp();
   else if (warmUp.warming) v8.setFlagsFromString(WARMING_BUDGET_FLAG);
   watchMarkingMode();
-  applied = [...(poolServesSsh2 ? ['random-pool'] : []), ...V8_FLAGS, WARMING_UP, ATOMIC_MARKING];
+  applied = [...(poolServesSsh2 ? ['random-pool'] : []), ...V8_FLAGS, ...(warmUp.warming ? [WARMING_UP] : []), ATOMIC_MARKING];
   return applied;
+}
+
+/** Whether the warm-up budget is in force (a host that had used its 3 s of CPU never gets it). */
+export function warmingUp(): boolean {
+  return warmUp?.warming ?? false;
 }
 
 /** Has ssh2's packet code (which binds `crypto.randomFillSync` when it loads) been loaded already? */
