@@ -33,8 +33,8 @@
  *    connections: p99 2.77 -> 2.46 ms, broker CPU per connection -8 %, the first
  *    3,000 of fresh processes 596 -> 709/s; 8 downloads 536 vs 540 MiB/s.
  *    While the process warms up (its first 3 s of CPU), an eighth of the default
- *    instead (`warm-up.ts`): first 2,000 connections of fresh processes +11 % with
- *    a quarter, and a 2,000th connection 9 % sooner with an eighth (`warm-up.ts`).
+ *    instead (`warm-up.ts`): the first 2,000 connections of fresh processes +11 %
+ *    with a quarter, and the 2,000th 9 % sooner again with an eighth.
  * 6. `--always-sparkplug`: functions get V8's baseline code on their first call,
  *    not after a budget spent in the interpreter. A/B, first 2,000 connections of
  *    fresh processes, three pairs: 489/499/441 -> 553/584/535 per second, p50
