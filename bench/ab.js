@@ -186,7 +186,8 @@ async function main() {
       results[i].workUnit = r.workUnit;
       for (const [role, pid] of Object.entries(roles)) (results[i].cpu[role] ??= []).push((cpuMs(pid) - before[role]) / r.work);
       if (opts.fresh) await chain.close();
-      process.stderr.write(`[ab] ${name} run ${rep + 1}/${o.repeats} ${variants[i].label}: ${r.values.map(fmt).join(' ')}\n`);
+      const fresh = opts.fresh ? ` (new chain, broker pid ${roles.broker})` : '';
+      process.stderr.write(`[ab] ${name} run ${rep + 1}/${o.repeats} ${variants[i].label}${fresh}: ${r.values.map(fmt).join(' ')}\n`);
     }
   }
   process.stdout.write(`\n${name} (${scenario.unit}); medians of ${o.repeats} interleaved runs, then every run's first value; CPU ms per unit of work\n`);

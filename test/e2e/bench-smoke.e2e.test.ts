@@ -90,6 +90,13 @@ test('bench/ab.js --snapshot keeps a build that a build= variant then runs; a mi
   }
   await expect(run(process.execPath, [ab, 'connections', `build=${path.join(tmp, 'nothing')}`], 30_000)).rejects.toThrow('no bin/broker and dist/cli/main.js there');
 
+  // --fresh: every run on a chain of its own, its CPU read before the chain stops
+  const fresh = await run(process.execPath, [ab, 'connections', '--fresh', '--repeats', '2', '--count', '20', ''], 120_000);
+  const pids = [...fresh.stderr.matchAll(/^\[ab\] connections run \d\/2 default \(new chain, broker pid (\d+)\): /gm)].map((m) => m[1]);
+  expect(pids).toHaveLength(2);
+  expect(new Set(pids).size).toBe(2);
+  expect(fresh.stdout).toMatch(/^default .* CPU per 1000 conns: broker \d+, agent \d+, helper \d+$/m);
+
   // the concurrency scenario: requests/s, request p99, open p99
   const conc = await run(process.execPath, [ab, 'concurrency', '--repeats', '1', '--conns', '10', ''], 120_000);
   const l = conc.stdout.split('\n').find((x) => x.startsWith('default '));
