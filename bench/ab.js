@@ -19,6 +19,9 @@
  *                               requests/s, request p99, open p99 (ms)
  *           fairness            helper B's tiny request p50/p99 (one connection, then
  *                               new ones) while helper A downloads (or uploads), and A's MiB/s
+ *           first               a fresh chain's first --count sequential new connections:
+ *                               ms until the 20th, 100th, 500th and last is answered
+ *                               (always on new processes, as with --fresh)
  * VARIANT   comma-separated settings for our processes; "" (or "default") for none:
  *             NAME=VALUE   environment variable (e.g. BROKER_STREAM_WINDOW=0)
  *             --flag       node/V8 command-line flag (e.g. --max-semi-space-size=8)
@@ -61,6 +64,7 @@ const SCENARIOS = {
   connections: { unit: 'conn/s, p50 ms, p99 ms', helpers: 1, run: connections },
   concurrency: { unit: 'requests/s, request p99 ms, open p99 ms', helpers: 1, run: concurrency },
   fairness: { unit: 'B p50, B p99, B new p50, B new p99 (ms), A MiB/s', helpers: 2, run: fairness },
+  first: { unit: 'ms until the 20th / 100th / 500th / last connection', helpers: 1, run: firstConnections, fresh: true },
 };
 
 /** Parse one VARIANT argument into { label, env, nodeArgs, build }. */
@@ -91,6 +95,21 @@ async function connections(chain, o) {
   const r = await client.connSetup({ socks: chain.socks, target: o.target, count: o.count, deadlineMs: 120_000 });
   if (r.errors) throw new Error(`${r.errors} connections failed (first: ${r.firstError})`);
   return { values: [r.connPerSec, r.p50, r.p99], work: r.n / 1000, workUnit: '1000 conns' };
+}
+
+/** Cumulative ms to the 20th, 100th, 500th and --count-th sequential connection (a fresh chain's warm-up curve). */
+async function firstConnections(chain, o) {
+  const edges = [...new Set([20, 100, 500].filter((n) => n < o.count).concat(o.count))];
+  const at = [];
+  const start = performance.now();
+  let done = 0;
+  for (const edge of edges) {
+    const r = await client.connSetup({ socks: chain.socks, target: o.target, count: edge - done, deadlineMs: 120_000 });
+    if (r.errors) throw new Error(`${r.errors} connections failed (first: ${r.firstError})`);
+    done = edge;
+    at.push(performance.now() - start);
+  }
+  return { values: [20, 100, 500].map((n) => at[edges.indexOf(n)]).concat(at.at(-1)), work: o.count / 1000, workUnit: '1000 conns' };
 }
 
 async function concurrency(chain, o) {
@@ -173,6 +192,7 @@ async function main() {
     return ours.startChain(chainDir, o.target, chainOpts);
   };
   // Started first, so load changes on the machine hit every variant alike (--fresh: one per run instead).
+  if (scenario.fresh) opts.fresh = true;
   const chains = [];
   if (!opts.fresh) for (const i of variants.keys()) chains.push(await startVariantChain(i, path.join(dir, String(i))));
   const results = variants.map(() => ({ runs: [], cpu: {} }));

@@ -96,6 +96,15 @@ test('bench/ab.js --snapshot keeps a build that a build= variant then runs; a mi
   expect(pids).toHaveLength(2);
   expect(new Set(pids).size).toBe(2);
   expect(fresh.stdout).toMatch(/^default .* CPU per 1000 conns: broker \d+, agent \d+, helper \d+$/m);
+  // first: a fresh chain's warm-up curve, ms until the 20th / 100th / 500th / last connection
+  const first = await run(process.execPath, [ab, 'first', '--repeats', '1', '--count', '30', ''], 120_000);
+  expect(first.stderr).toMatch(/^\[ab\] first run 1\/1 default \(new chain, broker pid \d+\): /m);
+  const curve = first.stdout.split('\n').find((x) => x.startsWith('default '))!.slice('default'.length).trim().split('   ')[0]!.split(' / ');
+  expect(curve[1]).toBe('-'); // fewer than 100 connections
+  expect(curve[2]).toBe('-');
+  const [to20, toLast] = [Number.parseFloat(curve[0]!), Number.parseFloat(curve[3]!)];
+  expect(to20).toBeGreaterThan(0);
+  expect(toLast).toBeGreaterThan(to20);
 
   // the concurrency scenario: requests/s, request p99, open p99
   const conc = await run(process.execPath, [ab, 'concurrency', '--repeats', '1', '--conns', '10', ''], 120_000);
