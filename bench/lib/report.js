@@ -51,14 +51,13 @@ class Results {
         best = osshCands.reduce((a, b) => ((row.better === 'higher' ? b.m > a.m : b.m < a.m) ? b : a));
       }
       const quotient = (num, den) => (num !== null && den !== null && den !== 0 ? num / den : null);
-      const o = med('ours');
-      const ratio = (den) => quotient(o, den);
-      const fast = quotient(med('ours-fast-open'), best ? best.m : null);
+      const bestM = best ? best.m : null;
+      const fast = quotient(med('ours-fast-open'), bestM);
       rows.push({
         metric: row.metric, unit: row.unit, better: row.better, stats,
         opensshBest: best ? best.v : null,
-        oursVsOpenssh: ratio(best ? best.m : null),
-        oursVsDirect: ratio(med('direct')),
+        oursVsOpenssh: quotient(med('ours'), bestM),
+        oursVsDirect: quotient(med('ours'), med('direct')),
         ...(fast !== null ? { fastOpenVsOpenssh: fast } : {}),
       });
     }

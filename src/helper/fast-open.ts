@@ -107,24 +107,17 @@ export class FastOpener {
       socket.destroy();
       return undefined;
     }
-    markStreamInUse(channel);
-    const answered = requestSocksConnect(channel, target, { timeoutMs: this.replyTimeoutMs, peer: 'the broker' });
+    const answered = this.request(channel, target);
     if (head.length > 0 || early.length > 0) channel.write(Buffer.concat([head, early]));
     const forwarding = forwardUntilAnswered(socket, channel);
-    let rep: number;
-    let reason: string;
-    try {
-      ({ rep, reason } = await answered);
-    } catch (err) {
-      forwarding.stop();
-      if (forwarding.clientLeft) return undefined;
-      return fail(socket, channel, err);
-    }
+    const answer = await answered.then((reply) => ({ reply }), (err: unknown) => ({ err }));
     forwarding.stop();
     if (forwarding.clientLeft) {
       channel.destroy();
       return undefined;
     }
+    if ('err' in answer) return fail(socket, channel, answer.err);
+    const { rep, reason } = answer.reply;
     if (rep !== 0) return fail(socket, channel, new BrokerError(fromSocksReply(rep), reason));
     opts.onOpen?.();
     const r = await relay(socket, channel);
@@ -141,8 +134,13 @@ export class FastOpener {
    */
   async openEarly(target: Target): Promise<Duplex> {
     const channel = await this.pool.take();
+    return new EarlyStream(channel, this.request(channel, target));
+  }
+
+  /** Put a pooled channel to use: the SOCKS request for `target`, and the broker's answer to come. */
+  private request(channel: ClientChannel, target: Target): Promise<SocksConnectReply> {
     markStreamInUse(channel);
-    return new EarlyStream(channel, requestSocksConnect(channel, target, { timeoutMs: this.replyTimeoutMs, peer: 'the broker' }));
+    return requestSocksConnect(channel, target, { timeoutMs: this.replyTimeoutMs, peer: 'the broker' });
   }
 
   /** Drop the channels opened in advance (on leave). */

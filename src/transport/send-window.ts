@@ -37,7 +37,8 @@
  */
 import type { Duplex } from 'node:stream';
 import {
-  ALONE_SLACK_MS, IN_FLIGHT_GAIN, legDistance, lightStreamBesides, RATE_MEMORY_MS, RATE_MIN_PERIOD_MS, RATE_ROUNDS, STREAM_WINDOW,
+  addRound, ALONE_SLACK_MS, inFlightAllowance, legDistance, lightStreamBesides, RATE_MIN_PERIOD_MS, recalledRate, rememberRate, STREAM_WINDOW,
+  type RateMemory,
 } from './stream-window';
 
 /** A held-back stream that has had no credit for this long gets all of it. */
@@ -82,16 +83,14 @@ interface Sender {
 }
 
 /** Per connection: its limited channels by local id, and the device's largest adjust. */
-interface Senders {
+interface Senders extends RateMemory {
   byId: Map<number, Sender>;
   step: number;
   original: AdjustHandler;
   /** ssh2's first argument to the handler (its protocol), kept for releases; the protocol until one arrives. */
   proto: unknown;
   timer: NodeJS.Timeout | undefined;
-  /** The best recent rate of a stream on this connection (bytes/ms), for streams that have measured none yet. */
-  rate: number;
-  rateAt: number;
+  // From RateMemory: the best recent rate of a stream on this connection, for streams that have measured none yet.
 }
 
 const SENDERS = Symbol('sendLimits');
@@ -108,8 +107,8 @@ function holdBack(senders: Senders, s: Sender, now: number): number {
   }
   const distance = legDistance(s.channel);
   if (!s.light && distance <= 0) return 0;
-  const rate = s.rates.length > 0 ? Math.max(...s.rates) : now - senders.rateAt <= RATE_MEMORY_MS ? senders.rate : 0;
-  const limit = Math.floor(STREAM_WINDOW + senders.step + IN_FLIGHT_GAIN * rate * (distance + (s.light ? 0 : ALONE_SLACK_MS)));
+  const rate = s.rates.length > 0 ? Math.max(...s.rates) : recalledRate(senders, now);
+  const limit = Math.floor(inFlightAllowance(STREAM_WINDOW + senders.step, rate, distance + (s.light ? 0 : ALONE_SLACK_MS)));
   return limit >= s.base ? 0 : s.base - limit;
 }
 
@@ -123,15 +122,9 @@ function measureCredit(senders: Senders, s: Sender, now: number, amount: number)
   }
   s.periodBytes += amount;
   if (elapsed < Math.max(legDistance(s.channel), RATE_MIN_PERIOD_MS)) return;
-  s.rates.push(s.periodBytes / elapsed);
-  if (s.rates.length > RATE_ROUNDS) s.rates.shift();
+  rememberRate(senders, addRound(s.rates, s.periodBytes / elapsed), now);
   s.periodStart = now;
   s.periodBytes = 0;
-  const rate = Math.max(...s.rates);
-  if (rate >= senders.rate || now - senders.rateAt > RATE_MEMORY_MS) {
-    senders.rate = rate;
-    senders.rateAt = now;
-  }
 }
 
 /** Release what `s` holds back: ssh2 resumes a write that waited for credit. */

@@ -108,12 +108,12 @@ const RTT_SAMPLES = 16;
  * round trip (BBR's gain): with 1, processing time on top of the distance would
  * stall the cap short of the link's bandwidth (two WAN downloads: 32 MiB/s).
  */
-export const IN_FLIGHT_GAIN = 2;
+const IN_FLIGHT_GAIN = 2;
 /**
  * The rate is the best of the last few round trips (BBR's max filter): the window
  * comes back in bursts, so one round trip may catch two and the next none.
  */
-export const RATE_ROUNDS = 3;
+const RATE_ROUNDS = 3;
 /** A stream quiet for this many round trips starts measuring its rate afresh. */
 const RATE_GAP_RTTS = 4;
 /**
@@ -188,7 +188,7 @@ interface Entry {
 }
 
 /** Per SSH connection: its capped channels, and which of them carry a stream. */
-interface Registry {
+interface Registry extends RateMemory {
   entries: Map<number, Entry>;
   /** The entries that carry a stream (`markStreamInUse`), until their channel closes. */
   streams: Set<Entry>;
@@ -203,9 +203,7 @@ interface Registry {
   /** Recent open round trips (ms), and the distance they give (`noteRoundTrip`). */
   roundTrips: number[];
   distance: number;
-  /** The best rate (bytes/ms) a stream delivered lately, and when: new streams open with a window to match. */
-  rate: number;
-  rateAt: number;
+  // From RateMemory: the best rate a stream delivered lately, and when; new streams open with a window to match.
   /** The opening window for the next channel we open or accept (`openWithStreamWindow`), 0 when none is armed. */
   armed: number;
   /** By local channel id: how much less than ssh2 believes a channel's opening window was. */
@@ -320,9 +318,7 @@ function measureRate(reg: Registry, entry: Entry, now: number, bytes: number): v
   entry.bytes += bytes;
   if (elapsed < period) return;
   const last = entry.bytes / elapsed;
-  entry.rates.push(last);
-  if (entry.rates.length > RATE_ROUNDS) entry.rates.shift();
-  const rate = Math.max(...entry.rates);
+  const rate = addRound(entry.rates, last);
   const capped = windowFor(entry.base, rate, distance);
   const timed = windowFor(entry.base, rate, distance + ALONE_SLACK_MS);
   if (entry.startup) {
@@ -333,24 +329,51 @@ function measureRate(reg: Registry, entry: Entry, now: number, bytes: number): v
   }
   entry.cap = entry.startup ? Math.max(entry.cap, capped) : capped;
   entry.alone = entry.startup ? Math.max(entry.alone, timed) : timed;
-  if (rate >= reg.rate || now - reg.rateAt > RATE_MEMORY_MS) {
-    reg.rate = rate;
-    reg.rateAt = now;
-  }
+  rememberRate(reg, rate, now);
   entry.since = now;
   entry.bytes = 0;
   entry.startBytes = 0;
 }
 
-/** `base` plus gain × `rate` × `ms`: at most ssh2's window, the most any window can be. */
+/** One round's rate (bytes/ms) joins `rates`, which keeps the last RATE_ROUNDS; returns the best of them. */
+export function addRound(rates: number[], rate: number): number {
+  rates.push(rate);
+  if (rates.length > RATE_ROUNDS) rates.shift();
+  return Math.max(...rates);
+}
+
+/** The best rate a connection's streams delivered lately (bytes/ms), and when. */
+export interface RateMemory {
+  rate: number;
+  rateAt: number;
+}
+
+/** Remember `rate` if it is the best lately, or if what was remembered is older than RATE_MEMORY_MS. */
+export function rememberRate(m: RateMemory, rate: number, now: number): void {
+  if (rate >= m.rate || now - m.rateAt > RATE_MEMORY_MS) {
+    m.rate = rate;
+    m.rateAt = now;
+  }
+}
+
+/** What `m` remembers, if it is at most RATE_MEMORY_MS old; else 0. */
+export function recalledRate(m: RateMemory, now: number): number {
+  return now - m.rateAt <= RATE_MEMORY_MS ? m.rate : 0;
+}
+
+/** `base` plus gain × `rate` × `ms`: the data a window allows for what is in flight over `ms`. */
+export function inFlightAllowance(base: number, rate: number, ms: number): number {
+  return base + IN_FLIGHT_GAIN * rate * ms;
+}
+
+/** inFlightAllowance, at most ssh2's window, the most any window can be. */
 function windowFor(base: number, rate: number, ms: number): number {
-  return Math.min(ssh2MaxWindow(), Math.round(base + IN_FLIGHT_GAIN * rate * ms));
+  return Math.min(ssh2MaxWindow(), Math.round(inFlightAllowance(base, rate, ms)));
 }
 
 /** A new stream's window: what the connection's streams delivered lately, or the allowance alone. */
 function openingWindow(reg: Registry): number {
-  const rate = Date.now() - reg.rateAt <= RATE_MEMORY_MS ? reg.rate : 0;
-  return windowFor(STREAM_WINDOW, rate, reg.distance + ALONE_SLACK_MS);
+  return windowFor(STREAM_WINDOW, recalledRate(reg, Date.now()), reg.distance + ALONE_SLACK_MS);
 }
 
 /** Give `proto` a registry and route its window adjusts through the cap. */
