@@ -19,6 +19,8 @@
  *                               requests/s, request p99, open p99 (ms)
  *           fairness            helper B's tiny request p50/p99 (one connection, then
  *                               new ones) while helper A downloads (or uploads), and A's MiB/s
+ *           latency             tiny request p50/p99 on one connection, then on new
+ *                               ones, with nothing else running (fairness without A)
  *           first               a fresh chain's first --count sequential new connections:
  *                               ms until the 20th, 100th, 500th and last is answered
  *                               (always on new processes, as with --fresh)
@@ -64,6 +66,7 @@ const SCENARIOS = {
   connections: { unit: 'conn/s, p50 ms, p99 ms', helpers: 1, run: connections },
   concurrency: { unit: 'requests/s, request p99 ms, open p99 ms', helpers: 1, run: concurrency },
   fairness: { unit: 'B p50, B p99, B new p50, B new p99 (ms), A MiB/s', helpers: 2, run: fairness },
+  latency: { unit: 'p50, p99, new p50, new p99 (ms)', helpers: 1, run: latency },
   first: { unit: 'ms until the 20th / 100th / 500th / last connection', helpers: 1, run: firstConnections, fresh: true },
 };
 
@@ -127,6 +130,12 @@ async function fairness(chain, o) {
   release();
   const a = await download;
   return { values: [b.persistent?.p50, b.persistent?.p99, b.fresh?.p50, b.fresh?.p99, a.MiBps], work: a.bytes / 1073741824, workUnit: 'GiB of A' };
+}
+
+async function latency(chain, o) {
+  const fresh = Math.max(10, Math.round(o.count / 7));
+  const b = await client.tinyLatency({ socks: chain.socks, target: o.target, persistent: o.count, fresh, deadlineMs: 60_000 });
+  return { values: [b.persistent?.p50, b.persistent?.p99, b.fresh?.p50, b.fresh?.p99], work: (o.count + fresh) / 1000, workUnit: '1000 requests' };
 }
 
 function fmt(v) {

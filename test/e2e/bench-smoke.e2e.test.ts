@@ -106,6 +106,16 @@ test('bench/ab.js --snapshot keeps a build that a build= variant then runs; a mi
   expect(to20).toBeGreaterThan(0);
   expect(toLast).toBeGreaterThan(to20);
 
+  // latency: tiny requests alone, p50 <= p99 on one connection and on new ones
+  const lat = await run(process.execPath, [ab, 'latency', '--repeats', '1', '--count', '30', ''], 120_000);
+  const ll = lat.stdout.split('\n').find((x) => x.startsWith('default '));
+  const [p50, p99, newP50, newP99] = ll!.slice('default'.length).trim().split('   ')[0]!.split(' / ').map((x) => Number.parseFloat(x));
+  expect(p50).toBeGreaterThan(0);
+  expect(p99).toBeGreaterThanOrEqual(p50!);
+  expect(newP50).toBeGreaterThan(0);
+  expect(newP99).toBeGreaterThanOrEqual(newP50!);
+  expect(ll).toMatch(/CPU per 1000 requests: broker \d+, agent \d+, helper \d+$/);
+
   // the concurrency scenario: requests/s, request p99, open p99
   const conc = await run(process.execPath, [ab, 'concurrency', '--repeats', '1', '--conns', '10', ''], 120_000);
   const l = conc.stdout.split('\n').find((x) => x.startsWith('default '));
