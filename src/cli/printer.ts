@@ -4,12 +4,9 @@
  * Lines for stdout are written at the end of the event-loop turn, all of that turn's
  * in one write, and on exit. stdout to a file, pipe or terminal is a synchronous
  * write here: written at once, a device's `stream-opened` line sat between the
- * device's dial and its answer to the broker, on every new connection's way. The
- * answer is queued until the end of the turn (transport/coalesce.ts), and the lines
- * go out after it.
+ * device's dial and its answer to the broker (the answer is queued until the end of
+ * the turn, see transport/coalesce.ts), on every new connection's way.
  */
-import { afterCoalescedWrites } from '../transport/coalesce';
-
 export class Printer {
   private static readonly all = new Set<Printer>();
   private pending = '';
@@ -49,6 +46,6 @@ export class Printer {
     this.pending += `${line}\n`;
     if (this.scheduled) return;
     this.scheduled = true;
-    afterCoalescedWrites(() => this.flush());
+    setImmediate(() => this.flush());
   }
 }

@@ -17,47 +17,22 @@ import type net from 'node:net';
 
 const COALESCED = Symbol('coalesced');
 
-/** Sockets corked in this turn, and what waits for them to be flushed. */
-const corked = new Set<net.Socket>();
-const afterFlush: Array<() => void> = [];
-let scheduled = false;
-
-function schedule(): void {
-  if (scheduled) return;
-  scheduled = true;
-  setImmediate(flushTurn);
-}
-
-function flushTurn(): void {
-  scheduled = false;
-  const socks = [...corked];
-  corked.clear();
-  for (const sock of socks) if (!sock.destroyed) sock.uncork();
-  for (const fn of afterFlush.splice(0)) fn();
-}
-
-/**
- * Run `fn` once this turn's coalesced writes have left (in this turn's check phase).
- * For work that should not delay them: a device's `stream-opened` line to stdout is
- * a synchronous write, and in an immediate of its own it ran before the answer the
- * helper waits for whenever it was printed first.
- */
-export function afterCoalescedWrites(fn: () => void): void {
-  afterFlush.push(fn);
-  schedule();
-}
-
 /** Coalesce all writes made to `sock` within one event-loop turn. Idempotent. */
 export function coalesceWrites(sock: net.Socket): void {
   const s = sock as net.Socket & { [COALESCED]?: boolean };
   if (s[COALESCED]) return;
   s[COALESCED] = true;
   const write = sock.write.bind(sock) as (...args: unknown[]) => boolean;
+  let corked = false;
+  const uncork = () => {
+    corked = false;
+    if (!sock.destroyed) sock.uncork();
+  };
   sock.write = ((...args: unknown[]) => {
-    if (!corked.has(sock) && !sock.destroyed) {
-      corked.add(sock);
+    if (!corked && !sock.destroyed) {
+      corked = true;
       sock.cork();
-      schedule();
+      setImmediate(uncork);
     }
     return write(...args);
   }) as net.Socket['write'];
