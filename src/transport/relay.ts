@@ -11,9 +11,7 @@
  * - cleanup: when one side closes, the other is ended after flushing, then destroyed;
  *   an error on either side destroys both. The promise never rejects.
  */
-import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { coalesceWrites } from './coalesce';
 
 export interface RelayResult {
   /** Bytes that went from `a` to `b`. */
@@ -91,12 +89,6 @@ interface Pump {
  */
 function pump(src: Duplex, dst: Duplex): Pump {
   const sock = sshSocketOf(dst);
-  // One read of an SSH socket holds several packets of a stream, each its own 'data'
-  // event: written to a plain socket in one writev instead of a write each. The corked
-  // socket says "full" after the first packet; it is held only once a channel queue's
-  // worth waits, or the next packets would wait in the channel for another turn.
-  const corked = dst instanceof net.Socket && sshSocketOf(src) !== undefined;
-  if (corked) coalesceWrites(dst as net.Socket);
   // Every relay through this connection may wait for the same 'drain'.
   if (sock && sock.getMaxListeners() !== 0) sock.setMaxListeners(0);
   let waiting = 0;
@@ -118,7 +110,7 @@ function pump(src: Duplex, dst: Duplex): Pump {
       // The channel is out of window: hold the source until this chunk is handed to ssh2.
       hold();
       dst.write(chunk, resume);
-    } else if (!dst.write(chunk) && (!corked || dst.writableLength > CHANNEL_QUEUE_LIMIT)) wait(dst);
+    } else if (!dst.write(chunk)) wait(dst);
     if (sock && sock.writableLength > SSH_SOCKET_QUEUE_LIMIT && !sock.destroyed) wait(sock);
   };
   // Bulk chunks into an SSH channel wait for the end of this event-loop turn (and what

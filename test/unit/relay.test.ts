@@ -295,35 +295,6 @@ describe('relay into an SSH channel', () => {
     }
   });
 
-  test('the packets of a channel read in one turn leave a plain socket in one write, not one each', async () => {
-    const { channel, peer, close } = await sshPair();
-    const [sock, sockPeer, closeSockets] = await socketPair();
-    try {
-      // Count the socket's writes to the kernel (one `_write` or `_writev` call each).
-      const s = sock as unknown as { _write: (...a: unknown[]) => void; _writev: (...a: unknown[]) => void };
-      let writes = 0;
-      for (const k of ['_write', '_writev'] as const) {
-        const f = s[k].bind(sock);
-        s[k] = (...a: unknown[]) => { writes++; f(...a); };
-      }
-      let packets = 0;
-      channel.on('data', () => { packets++; });
-      const received = collect(sockPeer);
-      const done = relay(channel, sock);
-      const data = Buffer.alloc(8 * 32 * 1024);
-      for (let i = 0; i < data.length; i += 4) data.writeUInt32BE(i, i);
-      peer.end(data); // eight full packets, sent together: each read of the channel's socket holds several
-      expect((await received).equals(data)).toBe(true);
-      expect(packets).toBeGreaterThanOrEqual(8);
-      expect(writes).toBeLessThan(packets);
-      peer.destroy();
-      await done;
-    } finally {
-      closeSockets();
-      close();
-    }
-  });
-
   test('the peer closing a channel that is holding its source ends the relay and frees the source', async () => {
     const { channel, peer, close } = await sshPair();
     try {
