@@ -102,7 +102,7 @@ async function connections(chain, o) {
 
 /** Cumulative ms to the 20th, 100th, 500th and --count-th sequential connection (a fresh chain's warm-up curve). */
 async function firstConnections(chain, o) {
-  const edges = [...new Set([20, 100, 500].filter((n) => n < o.count).concat(o.count))];
+  const edges = [20, 100, 500].filter((n) => n < o.count).concat(o.count);
   const at = [];
   const start = performance.now();
   let done = 0;
@@ -121,21 +121,27 @@ async function concurrency(chain, o) {
   return { values: [r.reqPerSec, r.request.p99, r.open.p99], work: r.requests / 1000, workUnit: '1000 requests' };
 }
 
+/** Helper B's clicks: --count tiny requests on one connection, then this many on new ones. */
+const freshCount = (o) => Math.max(10, Math.round(o.count / 7));
+
+function tinyRequests(socks, o) {
+  return client.tinyLatency({ socks, target: o.target, persistent: o.count, fresh: freshCount(o), deadlineMs: 60_000 });
+}
+
 async function fairness(chain, o) {
   let release;
   const held = new Promise((r) => { release = r; });
   const download = client.bulkUntilStopped({ socks: chain.socks, target: o.target, upload: o.upload }, () => held);
   await new Promise((r) => setTimeout(r, o.settle)); // let A's download reach speed
-  const b = await client.tinyLatency({ socks: o.sameHelper ? chain.socks : chain.socksB, target: o.target, persistent: o.count, fresh: Math.max(10, Math.round(o.count / 7)), deadlineMs: 60_000 });
+  const b = await tinyRequests(o.sameHelper ? chain.socks : chain.socksB, o);
   release();
   const a = await download;
   return { values: [b.persistent?.p50, b.persistent?.p99, b.fresh?.p50, b.fresh?.p99, a.MiBps], work: a.bytes / 1073741824, workUnit: 'GiB of A' };
 }
 
 async function latency(chain, o) {
-  const fresh = Math.max(10, Math.round(o.count / 7));
-  const b = await client.tinyLatency({ socks: chain.socks, target: o.target, persistent: o.count, fresh, deadlineMs: 60_000 });
-  return { values: [b.persistent?.p50, b.persistent?.p99, b.fresh?.p50, b.fresh?.p99], work: (o.count + fresh) / 1000, workUnit: '1000 requests' };
+  const b = await tinyRequests(chain.socks, o);
+  return { values: [b.persistent?.p50, b.persistent?.p99, b.fresh?.p50, b.fresh?.p99], work: (o.count + freshCount(o)) / 1000, workUnit: '1000 requests' };
 }
 
 function fmt(v) {

@@ -6,6 +6,16 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { REPO, run, tempDir } from './harness';
 
+/** ab.js's summary line for one variant: "<label>  a / b / c   runs [...]   CPU per ...". */
+function summaryLine(stdout: string, label = 'default'): string | undefined {
+  return stdout.split('\n').find((x) => x.startsWith(`${label} `));
+}
+
+/** The medians on a summary line, as printed ('-' where there is none). */
+function medians(line: string, label = 'default'): string[] {
+  return line.slice(label.length).trim().split('   ')[0]!.split(' / ');
+}
+
 test('npm run bench -- --quick (httpfront, connections, slowlink) produces a results file with numbers', async () => {
   const out = path.join(tempDir('rab-bench-'), 'results.json');
   await run(process.execPath, [path.join(REPO, 'bench', 'run.js'), '--quick', '--skip-openssh', '--only', 'httpfront,connections,slowlink', '--repeats', '1', '--out', out], 180_000);
@@ -49,12 +59,10 @@ test('npm run bench -- --quick --only wan runs ours with and without join --fast
 test('bench/ab.js runs variants side by side, each with its own settings, and rejects a malformed one', async () => {
   const ab = path.join(REPO, 'bench', 'ab.js');
   const { stdout, stderr } = await run(process.execPath, [ab, 'connections', '--repeats', '2', '--count', '30', '', 'BROKER_STREAM_WINDOW=0,--max-semi-space-size=8'], 120_000);
-  const line = (label: string) => stdout.split('\n').find((l) => l.startsWith(`${label} `));
   for (const label of ['default', 'BROKER_STREAM_WINDOW=0,--max-semi-space-size=8']) {
-    const l = line(label);
+    const l = summaryLine(stdout, label);
     expect(l).toBeDefined();
-    // "<label>  rate / p50 / p99   runs [...]   CPU per 1000 conns: ..."
-    const [rate, p50, p99] = l!.slice(label.length).trim().split('   ')[0]!.split(' / ').map((x) => Number.parseFloat(x));
+    const [rate, p50, p99] = medians(l!, label).map((x) => Number.parseFloat(x));
     expect(rate).toBeGreaterThan(0);
     expect(p50).toBeGreaterThan(0);
     expect(p99).toBeGreaterThanOrEqual(p50!);
@@ -66,7 +74,7 @@ test('bench/ab.js runs variants side by side, each with its own settings, and re
 
   // --link: the chain reaches its broker through a paced relay (here 20 Mbit/s, 2.38 MiB/s).
   const linked = await run(process.execPath, [ab, 'download', '--link', '20,5', '--mib', '2', '--repeats', '1', ''], 120_000);
-  const rate = Number.parseFloat(linked.stdout.split('\n').find((x) => x.startsWith('default '))!.slice('default'.length));
+  const rate = Number.parseFloat(medians(summaryLine(linked.stdout)!)[0]!);
   expect(rate).toBeGreaterThan(0);
   expect(rate).toBeLessThan(2.9);
   await expect(run(process.execPath, [ab, 'download', '--link', '20', ''], 30_000)).rejects.toThrow('--link needs MBIT,MS');
@@ -84,9 +92,9 @@ test('bench/ab.js --snapshot keeps a build that a build= variant then runs; a mi
 
   const { stdout } = await run(process.execPath, [ab, 'connections', '--repeats', '1', '--count', '20', `build=${snap}`, ''], 120_000);
   for (const label of [`build=${snap}`, 'default']) {
-    const l = stdout.split('\n').find((x) => x.startsWith(`${label} `));
+    const l = summaryLine(stdout, label);
     expect(l).toBeDefined();
-    expect(Number.parseFloat(l!.slice(label.length).trim())).toBeGreaterThan(0);
+    expect(Number.parseFloat(medians(l!, label)[0]!)).toBeGreaterThan(0);
   }
   await expect(run(process.execPath, [ab, 'connections', `build=${path.join(tmp, 'nothing')}`], 30_000)).rejects.toThrow('no bin/broker and dist/cli/main.js there');
 
@@ -99,7 +107,7 @@ test('bench/ab.js --snapshot keeps a build that a build= variant then runs; a mi
   // first: a fresh chain's warm-up curve, ms until the 20th / 100th / 500th / last connection
   const first = await run(process.execPath, [ab, 'first', '--repeats', '1', '--count', '30', ''], 120_000);
   expect(first.stderr).toMatch(/^\[ab\] first run 1\/1 default \(new chain, broker pid \d+\): /m);
-  const curve = first.stdout.split('\n').find((x) => x.startsWith('default '))!.slice('default'.length).trim().split('   ')[0]!.split(' / ');
+  const curve = medians(summaryLine(first.stdout)!);
   expect(curve[1]).toBe('-'); // fewer than 100 connections
   expect(curve[2]).toBe('-');
   const [to20, toLast] = [Number.parseFloat(curve[0]!), Number.parseFloat(curve[3]!)];
@@ -108,8 +116,8 @@ test('bench/ab.js --snapshot keeps a build that a build= variant then runs; a mi
 
   // latency: tiny requests alone, p50 <= p99 on one connection and on new ones
   const lat = await run(process.execPath, [ab, 'latency', '--repeats', '1', '--count', '30', ''], 120_000);
-  const ll = lat.stdout.split('\n').find((x) => x.startsWith('default '));
-  const [p50, p99, newP50, newP99] = ll!.slice('default'.length).trim().split('   ')[0]!.split(' / ').map((x) => Number.parseFloat(x));
+  const ll = summaryLine(lat.stdout)!;
+  const [p50, p99, newP50, newP99] = medians(ll).map((x) => Number.parseFloat(x));
   expect(p50).toBeGreaterThan(0);
   expect(p99).toBeGreaterThanOrEqual(p50!);
   expect(newP50).toBeGreaterThan(0);
@@ -118,8 +126,8 @@ test('bench/ab.js --snapshot keeps a build that a build= variant then runs; a mi
 
   // the concurrency scenario: requests/s, request p99, open p99
   const conc = await run(process.execPath, [ab, 'concurrency', '--repeats', '1', '--conns', '10', ''], 120_000);
-  const l = conc.stdout.split('\n').find((x) => x.startsWith('default '));
-  const [rps, reqP99, openP99] = l!.slice('default'.length).trim().split('   ')[0]!.split(' / ').map((x) => Number.parseFloat(x));
+  const l = summaryLine(conc.stdout)!;
+  const [rps, reqP99, openP99] = medians(l).map((x) => Number.parseFloat(x));
   expect(rps).toBeGreaterThan(0);
   expect(reqP99).toBeGreaterThan(0);
   expect(openP99).toBeGreaterThan(0);
