@@ -56,7 +56,7 @@ const fs = require('node:fs');
 const procs = require('./lib/procs');
 const ours = require('./lib/ours');
 const client = require('./lib/client');
-const { median, cpuMs } = require('./lib/util');
+const { median, cpuMs, minorFaults } = require('./lib/util');
 const { rotated } = require('./lib/scenarios');
 const { snapshotCode, isRunnableCode, ROOT } = require('./lib/snapshot');
 
@@ -210,28 +210,31 @@ async function main() {
   if (scenario.fresh) opts.fresh = true;
   const chains = [];
   if (!opts.fresh) for (const i of variants.keys()) chains.push(await startVariantChain(i, path.join(dir, String(i))));
-  const results = variants.map(() => ({ runs: [], cpu: {} }));
+  const results = variants.map(() => ({ runs: [], cpu: {}, faults: {} }));
   for (let rep = 0; rep < o.repeats; rep++) {
     for (const i of rotated([...variants.keys()], rep)) { // who goes first rotates
       const chain = opts.fresh ? await startVariantChain(i, path.join(dir, `${i}-${rep}`)) : chains[i];
       const roles = chain.roles();
-      const before = Object.fromEntries(Object.entries(roles).map(([r, pid]) => [r, cpuMs(pid)]));
+      const before = Object.fromEntries(Object.entries(roles).map(([r, pid]) => [r, [cpuMs(pid), minorFaults(pid)]]));
       const r = await scenario.run(chain, o);
       results[i].runs.push(r.values);
       results[i].workUnit = r.workUnit;
-      for (const [role, pid] of Object.entries(roles)) (results[i].cpu[role] ??= []).push((cpuMs(pid) - before[role]) / r.work);
+      for (const [role, pid] of Object.entries(roles)) {
+        (results[i].cpu[role] ??= []).push((cpuMs(pid) - before[role][0]) / r.work);
+        (results[i].faults[role] ??= []).push((minorFaults(pid) - before[role][1]) / r.work);
+      }
       if (opts.fresh) await chain.close();
       const fresh = opts.fresh ? ` (new chain, broker pid ${roles.broker})` : '';
       process.stderr.write(`[ab] ${name} run ${rep + 1}/${o.repeats} ${variants[i].label}${fresh}: ${r.values.map(fmt).join(' ')}\n`);
     }
   }
-  process.stdout.write(`\n${name} (${scenario.unit}); medians of ${o.repeats} interleaved runs, then every run's first value; CPU ms per unit of work\n`);
+  process.stdout.write(`\n${name} (${scenario.unit}); medians of ${o.repeats} interleaved runs, then every run's first value; CPU ms and minor page faults per unit of work\n`);
   const width = Math.max(...variants.map((v) => v.label.length));
   for (const [i, v] of variants.entries()) {
     const res = results[i];
     const med = res.runs[0].map((_, j) => fmt(median(res.runs.map((x) => x[j]))));
-    const cpu = Object.entries(res.cpu).map(([role, xs]) => `${role} ${fmt(median(xs))}`).join(', ');
-    process.stdout.write(`${v.label.padEnd(width)}  ${med.join(' / ')}   runs [${res.runs.map((x) => fmt(x[0])).join(' ')}]   CPU per ${res.workUnit}: ${cpu}\n`);
+    const perRole = (m) => Object.entries(m).map(([role, xs]) => `${role} ${fmt(median(xs))}`).join(', ');
+    process.stdout.write(`${v.label.padEnd(width)}  ${med.join(' / ')}   runs [${res.runs.map((x) => fmt(x[0])).join(' ')}]   CPU per ${res.workUnit}: ${perRole(res.cpu)}; page faults: ${perRole(res.faults)}\n`);
   }
   for (const c of chains) await c.close();
   await procs.stopAll();

@@ -103,7 +103,7 @@ test('bench/ab.js --snapshot keeps a build that a build= variant then runs; a mi
   const pids = [...fresh.stderr.matchAll(/^\[ab\] connections run \d\/2 default \(new chain, broker pid (\d+)\): /gm)].map((m) => m[1]);
   expect(pids).toHaveLength(2);
   expect(new Set(pids).size).toBe(2);
-  expect(fresh.stdout).toMatch(/^default .* CPU per 1000 conns: broker \d+, agent \d+, helper \d+$/m);
+  expect(fresh.stdout).toMatch(/^default .* CPU per 1000 conns: broker \d+, agent \d+, helper \d+; page faults: broker \d+, agent \d+, helper \d+$/m);
   // first: a fresh chain's warm-up curve, ms until the 20th / 100th / 500th / last connection
   const first = await run(process.execPath, [ab, 'first', '--repeats', '1', '--count', '30', ''], 120_000);
   expect(first.stderr).toMatch(/^\[ab\] first run 1\/1 default \(new chain, broker pid \d+\): /m);
@@ -122,7 +122,7 @@ test('bench/ab.js --snapshot keeps a build that a build= variant then runs; a mi
   expect(p99).toBeGreaterThanOrEqual(p50!);
   expect(newP50).toBeGreaterThan(0);
   expect(newP99).toBeGreaterThanOrEqual(newP50!);
-  expect(ll).toMatch(/CPU per 1000 requests: broker \d+, agent \d+, helper \d+$/);
+  expect(ll).toMatch(/CPU per 1000 requests: broker \d+, agent \d+, helper \d+; page faults: broker \d+, agent \d+, helper \d+$/);
 
   // the concurrency scenario: requests/s, request p99, open p99
   const conc = await run(process.execPath, [ab, 'concurrency', '--repeats', '1', '--conns', '10', ''], 120_000);

@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import { markingMode } from '../../src/transport/marking-mode';
-import { applyProcessTuning, appliedProcessTuning, ATOMIC_MARKING, V8_FLAGS, WARMING_UP, warmingUp } from '../../src/transport/process-tuning';
+import { applyProcessTuning, appliedProcessTuning, ATOMIC_MARKING, MALLOC_THRESHOLDS, V8_FLAGS, WARMING_UP, warmingUp } from '../../src/transport/process-tuning';
 import { isWarm } from '../../src/transport/warm-up';
 
 test('BROKER_PROCESS_TUNING=0 applies nothing', () => {
@@ -14,7 +14,7 @@ test('by default: the padding pool and the GC settings, and applying twice is ha
   const warmBefore = isWarm(process.cpuUsage());
   const first = applyProcessTuning({});
   if (warmBefore === isWarm(process.cpuUsage())) expect(warmingUp()).toBe(!warmBefore);
-  const all = ['random-pool', ...V8_FLAGS, ...(warmingUp() ? [WARMING_UP] : []), ATOMIC_MARKING];
+  const all = ['random-pool', ...V8_FLAGS, ...(warmingUp() ? [WARMING_UP] : []), ATOMIC_MARKING, ...(process.platform === 'linux' ? [MALLOC_THRESHOLDS] : [])];
   expect(first).toEqual(all);
   expect(appliedProcessTuning()).toEqual(all);
   expect(['atomic', 'incremental']).toContain(markingMode()); // which one depends on the test runner's heap

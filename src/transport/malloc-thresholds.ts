@@ -1,0 +1,60 @@
+/**
+ * Keep freed memory mapped: raise glibc malloc's trim threshold, the one way a Node
+ * program can.
+ *
+ * glibc gives the top of its heap back to the kernel once more than its trim threshold
+ * (128 KiB by default) is free there, and gives every block of 128 KiB or more a
+ * mapping of its own, unmapped when freed. Memory given back costs a page fault per
+ * 4 KiB when it is used again. A relaying process allocates a buffer per socket read
+ * and per SSH packet and frees them in batches at each scavenge, so the top of its heap
+ * moves up and down by megabytes all the time. Measured per GiB of one download
+ * (`bench/ab.js download`, two chains of the same build): broker 9,600-14,700 page
+ * faults, agent 8,100-13,900, helper 21,000-100,000; on the 2026-11-27 machine (a
+ * virtual machine) a fault costs about 16 µs, so a helper spent up to 1.6 s of its
+ * 3.3 s of CPU per GiB in them. How many faults a process takes depends on its heap's
+ * layout, for the process's life: one chain of processes downloaded 45 % slower than
+ * another of the same build.
+ *
+ * `mallopt(M_TRIM_THRESHOLD)` would fix it; Node cannot call it, and the environment
+ * (`MALLOC_TRIM_THRESHOLD_`, `GLIBC_TUNABLES`) is read before our code runs. But glibc
+ * raises both thresholds by itself (mallopt(3), "dynamic mmap threshold"): when a block
+ * that had a mapping of its own is freed, the mmap threshold becomes that block's size,
+ * up to 4 MiB × sizeof(long), and the trim threshold twice that. So at startup we
+ * allocate one ArrayBuffer just under that maximum and drop it. It is never touched (a
+ * fresh mapping is zero already, so calloc writes nothing: no page is faulted in), and
+ * V8 frees it at one of the first scavenges. From then on blocks up to 32 MiB come from
+ * the heap, and up to 64 MiB free at its top stays mapped.
+ *
+ * A/B, one download of 256 MiB × 6 per variant, two chains with it and two without:
+ * 286-288 against 223-226 MiB/s; page faults per GiB 50-950 in every process; CPU per
+ * GiB broker 1,780-1,880 against 2,140-2,220 ms, helper 1,260-1,280 against 2,140-2,280.
+ * Sequential connections did not move (their 1.4-2 faults per connection come from
+ * elsewhere). The cost: after a burst a process keeps up to 64 MiB of free heap mapped,
+ * where it kept about 35 MiB after its first download before.
+ *
+ * Elsewhere (another allocator, another OS, thresholds set in the environment, which
+ * switch glibc's adjustment off) the buffer is one mapping made and unmade: harmless.
+ */
+
+/** glibc's upper bound for the dynamic mmap threshold: 4 MiB × sizeof(long). */
+export function dynamicThresholdMax(arch: string = process.arch): number {
+  const longBytes = /64|s390x/.test(arch) ? 8 : 4;
+  return 4 * 1024 * 1024 * longBytes;
+}
+
+/** The block to free: under the maximum by more than glibc's chunk header and page rounding. */
+export function thresholdBlockBytes(arch: string = process.arch): number {
+  return dynamicThresholdMax(arch) - 64 * 1024;
+}
+
+/**
+ * Allocate and drop, untouched, one block that glibc maps on its own, so that freeing it
+ * raises the mmap threshold to its size and the trim threshold to twice that. Linux only;
+ * returns whether it did.
+ */
+export function raiseMallocThresholds(platform: NodeJS.Platform = process.platform): boolean {
+  if (platform !== 'linux') return false;
+  // Zero-filled by the allocator, which for a fresh mapping writes nothing; dropped at once.
+  void new ArrayBuffer(thresholdBlockBytes());
+  return true;
+}
