@@ -9,7 +9,7 @@
  * variant gets its own chain of fresh processes (broker + expose + join), all are
  * started first, and the repeats then take turns (A B C, A B C, ...), so load
  * changes on the machine hit every variant alike. Medians and every run's value
- * are printed, with CPU per unit of work for each of our processes.
+ * are printed, with CPU and minor page faults per unit of work for each of our processes.
  *
  *   node bench/ab.js SCENARIO [options] VARIANT [VARIANT...]
  *
