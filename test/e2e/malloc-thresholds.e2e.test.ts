@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { REPO } from './harness';
-import { dynamicThresholdMax, thresholdBlockBytes } from '../../src/transport/malloc-thresholds';
+import { dynamicThresholdMax, raiseMallocThresholds, thresholdBlockBytes } from '../../src/transport/malloc-thresholds';
 
 /**
  * A child process that applies the tuning (the bins' first line) unless told not to, then
@@ -46,6 +46,10 @@ test('the block freed at startup is just under glibc\'s maximum dynamic threshol
     expect(thresholdBlockBytes(arch)).toBeLessThan(dynamicThresholdMax(arch) - 4096);
     expect(thresholdBlockBytes(arch)).toBeGreaterThan(dynamicThresholdMax(arch) / 2);
   }
+  // Only Linux (glibc); elsewhere nothing is allocated.
+  expect(raiseMallocThresholds('darwin')).toBe(false);
+  expect(raiseMallocThresholds('win32')).toBe(false);
+  expect(raiseMallocThresholds('linux')).toBe(true);
 });
 
 test('with the process tuning, freed buffers stay mapped: reusing them takes almost no page faults', async () => {
