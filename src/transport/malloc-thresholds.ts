@@ -8,12 +8,12 @@
  * 4 KiB when it is used again. A relaying process allocates a buffer per socket read
  * and per SSH packet and frees them in batches at each scavenge, so the top of its heap
  * moves up and down by megabytes all the time. Measured per GiB of one download
- * (`bench/ab.js download`, two chains of the same build): broker 9,600-14,700 page
- * faults, agent 8,100-13,900, helper 21,000-100,000; on the 2026-11-27 machine (a
- * virtual machine) a fault costs about 16 µs, so a helper spent up to 1.6 s of its
- * 3.3 s of CPU per GiB in them. How many faults a process takes depends on its heap's
- * layout, for the process's life: one chain of processes downloaded 45 % slower than
- * another of the same build.
+ * (`bench/ab.js download`, two chains of the same build): broker 19,000-26,000 page
+ * faults, agent 3,600-24,000, helper 180-108,000; on the 2026-11-27 machine (a virtual
+ * machine) a fault costs about 16 µs, so one helper spent 1.7 s of its 4.4 s of CPU per
+ * GiB in them. How many faults a process takes depends on its heap's layout, for the
+ * process's life: one chain of processes downloaded 45 % slower than another of the
+ * same build.
  *
  * `mallopt(M_TRIM_THRESHOLD)` would fix it; Node cannot call it, and the environment
  * (`MALLOC_TRIM_THRESHOLD_`, `GLIBC_TUNABLES`) is read before our code runs. But glibc
@@ -25,15 +25,17 @@
  * V8 frees it at one of the first scavenges. From then on blocks up to 32 MiB come from
  * the heap, and up to 64 MiB free at its top stays mapped.
  *
- * A/B, one download of 256 MiB × 6 per variant, two chains with it and two without:
- * 286-288 against 223-226 MiB/s; page faults per GiB 50-950 in every process; CPU per
- * GiB broker 1,780-1,880 against 2,140-2,220 ms, helper 1,260-1,280 against 2,140-2,280.
- * Sequential connections did not move (their 1.4-2 faults per connection come from
- * elsewhere). The cost: after a burst a process keeps up to 64 MiB of free heap mapped,
- * where it kept about 35 MiB after its first download before.
+ * A/B, two chains per build, six runs of a 256 MiB download each: 144 / 222 -> 272 /
+ * 275 MiB/s; page faults per GiB 34-1,530 in every process; CPU per GiB broker
+ * 2,460-3,040 -> 2,000-2,020 ms, helper 1,540-4,420 -> 1,460-1,500. Eight downloads
+ * 248 / 258 -> 293 / 303 MiB/s, one upload 241 / 245 -> 277 / 297. Sequential
+ * connections and fairness did not move (their 1-2 faults per connection come from
+ * V8's heap pages). The cost: after a burst a process keeps up to 64 MiB of free heap
+ * mapped, where it kept about 35 MiB after its first download before.
  *
- * Elsewhere (another allocator, another OS, thresholds set in the environment, which
+ * Elsewhere (another C library such as musl, thresholds set in the environment, which
  * switch glibc's adjustment off) the buffer is one mapping made and unmade: harmless.
+ * Not on other operating systems.
  */
 
 /** glibc's upper bound for the dynamic mmap threshold: 4 MiB × sizeof(long). */

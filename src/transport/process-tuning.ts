@@ -42,8 +42,8 @@
  * 7. glibc's malloc keeps up to 64 MiB of freed heap mapped instead of 128 KiB
  *    (`malloc-thresholds.ts`): a relaying process's heap top moves by megabytes at
  *    every scavenge, and memory given back costs a page fault per 4 KiB when used
- *    again (10,000-100,000 per GiB per process; about 16 µs each on a virtual
- *    machine). A/B, one download: 223-226 -> 286-288 MiB/s.
+ *    again (up to 108,000 per GiB per process; about 16 µs each on a virtual
+ *    machine). A/B, two chains per build: one download 144 / 222 -> 272 / 275 MiB/s.
  *
  * `BROKER_PROCESS_TUNING=0` turns all of it off (for measuring its effect).
  * Call before ssh2 is loaded (the padding pool needs it).
@@ -68,8 +68,11 @@ export function installLibraryTuning(): void {
 /** How `applyProcessTuning` reports the warm-up budget. */
 export const WARMING_UP = `${WARMING_BUDGET_FLAG} for the first ${WARM_CPU_MS / 1000} s of CPU`;
 
-/** How `applyProcessTuning` reports the malloc thresholds (Linux; glibc sets the trim threshold to twice the mmap one). */
-export const MALLOC_THRESHOLDS = `malloc trim threshold ${(2 * dynamicThresholdMax()) / 1048576} MiB`;
+/**
+ * How `applyProcessTuning` reports the malloc thresholds: on Linux, where glibc then sets its trim
+ * threshold to twice the freed block (another C library, such as musl, ignores the block).
+ */
+export const MALLOC_THRESHOLDS = `glibc malloc trim threshold ${(2 * dynamicThresholdMax()) / 1048576} MiB`;
 
 /** How `applyProcessTuning` reports the marking mode switch. */
 export const ATOMIC_MARKING = `--no-incremental-marking below ${SMALL_HEAP_BYTES / 1048576} MiB heap`;
