@@ -54,9 +54,13 @@ export function thresholdBlockBytes(arch: string = process.arch): number {
  * raises the mmap threshold to its size and the trim threshold to twice that. Linux only;
  * returns whether it did.
  */
-export function raiseMallocThresholds(platform: NodeJS.Platform = process.platform): boolean {
+export function raiseMallocThresholds(platform: NodeJS.Platform = process.platform, blockBytes: number = thresholdBlockBytes()): boolean {
   if (platform !== 'linux') return false;
-  // Zero-filled by the allocator, which for a fresh mapping writes nothing; dropped at once.
-  void new ArrayBuffer(thresholdBlockBytes());
-  return true;
+  try {
+    // Zero-filled by the allocator, which for a fresh mapping writes nothing; dropped at once.
+    void new ArrayBuffer(blockBytes);
+    return true;
+  } catch {
+    return false; // no 32 MiB of address space to spare (a strict overcommit limit): start without it
+  }
 }

@@ -50,6 +50,8 @@ test('the block freed at startup is just under glibc\'s maximum dynamic threshol
   expect(raiseMallocThresholds('darwin')).toBe(false);
   expect(raiseMallocThresholds('win32')).toBe(false);
   expect(raiseMallocThresholds('linux')).toBe(true);
+  // An allocation that fails (as under a strict overcommit limit) leaves the process running without it.
+  expect(raiseMallocThresholds('linux', Number.MAX_SAFE_INTEGER)).toBe(false);
 });
 
 test('with the process tuning, freed buffers stay mapped: reusing them takes almost no page faults', async () => {
