@@ -56,7 +56,7 @@ const fs = require('node:fs');
 const procs = require('./lib/procs');
 const ours = require('./lib/ours');
 const client = require('./lib/client');
-const { median, cpuMs, minorFaults } = require('./lib/util');
+const { median, usage } = require('./lib/util');
 const { rotated } = require('./lib/scenarios');
 const { snapshotCode, isRunnableCode, ROOT } = require('./lib/snapshot');
 
@@ -215,13 +215,14 @@ async function main() {
     for (const i of rotated([...variants.keys()], rep)) { // who goes first rotates
       const chain = opts.fresh ? await startVariantChain(i, path.join(dir, `${i}-${rep}`)) : chains[i];
       const roles = chain.roles();
-      const before = Object.fromEntries(Object.entries(roles).map(([r, pid]) => [r, [cpuMs(pid), minorFaults(pid)]]));
+      const before = Object.fromEntries(Object.entries(roles).map(([r, pid]) => [r, usage(pid)]));
       const r = await scenario.run(chain, o);
       results[i].runs.push(r.values);
       results[i].workUnit = r.workUnit;
       for (const [role, pid] of Object.entries(roles)) {
-        (results[i].cpu[role] ??= []).push((cpuMs(pid) - before[role][0]) / r.work);
-        (results[i].faults[role] ??= []).push((minorFaults(pid) - before[role][1]) / r.work);
+        const now = usage(pid);
+        (results[i].cpu[role] ??= []).push((now.cpuMs - before[role].cpuMs) / r.work);
+        (results[i].faults[role] ??= []).push((now.minorFaults - before[role].minorFaults) / r.work);
       }
       if (opts.fresh) await chain.close();
       const fresh = opts.fresh ? ` (new chain, broker pid ${roles.broker})` : '';

@@ -76,30 +76,30 @@ function pssKiB(pid) {
   return rssKiB(pid);
 }
 
-/** Total CPU time (user+system) of a process in ms, from /proc/PID/stat. */
-function cpuMs(pid) {
+/** The fields of /proc/PID/stat after the command name (field 3, the state, first); undefined if it is gone. */
+function statFields(pid) {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(rest[11]) + Number(rest[12]);
-    return (ticks * 1000) / 100; // USER_HZ is 100 on Linux
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
-    return NaN;
+    return undefined;
   }
 }
 
 /**
- * Minor page faults a process has taken so far, from /proc/PID/stat. On a virtual machine
- * a fault can cost 10-20 µs (the 2026-11-27 machine: 16 µs), so faults per unit of work
- * can explain CPU per unit of work.
+ * What a process has used so far, from one read of /proc/PID/stat: CPU time (user+system)
+ * in ms, and minor page faults. On a virtual machine a fault can cost 10-20 µs (the
+ * 2026-11-27 machine: 16 µs), so faults per unit of work can explain CPU per unit of work.
  */
-function minorFaults(pid) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
-  } catch {
-    return NaN;
-  }
+function usage(pid) {
+  const f = statFields(pid);
+  if (!f) return { cpuMs: NaN, minorFaults: NaN };
+  return { cpuMs: ((Number(f[11]) + Number(f[12])) * 1000) / 100, minorFaults: Number(f[7]) }; // USER_HZ is 100 on Linux
+}
+
+/** Total CPU time (user+system) of a process in ms. */
+function cpuMs(pid) {
+  return usage(pid).cpuMs;
 }
 
 /** Direct children of pid (scans /proc). */
@@ -108,12 +108,7 @@ function childrenOf(pid) {
   let entries = [];
   try { entries = fs.readdirSync('/proc'); } catch { return out; }
   for (const e of entries) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${e}/stat`, 'utf8');
-      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(rest[1]) === pid) out.push(Number(e));
-    } catch { /* raced */ }
+    if (/^\d+$/.test(e) && Number(statFields(e)?.[1]) === pid) out.push(Number(e));
   }
   return out;
 }
@@ -152,6 +147,6 @@ function withTimeout(promise, ms, what) {
 }
 
 module.exports = {
-  sleep, nowMs, percentile, median, summary, freePort, waitForPort, rssKiB, pssKiB, cpuMs, minorFaults,
+  sleep, nowMs, percentile, median, summary, freePort, waitForPort, rssKiB, pssKiB, cpuMs, usage,
   childrenOf, processTree, machineInfo, withTimeout,
 };

@@ -4,8 +4,8 @@
  * Lines for stdout are written at the end of the event-loop turn, all of that turn's
  * in one write, and on exit. stdout to a file, pipe or terminal is a synchronous
  * write here: written at once, a device's `stream-opened` line sat between the
- * device's dial and its answer to the broker (the answer is queued until the end of
- * the turn, see transport/coalesce.ts), on every new connection's way.
+ * device's dial and its answer to the broker (the answer is corked until the end of
+ * the tick, see transport/coalesce.ts), on every new connection's way.
  */
 export class Printer {
   private static readonly all = new Set<Printer>();
