@@ -24,6 +24,9 @@
  *           first               a fresh chain's first --count sequential new connections:
  *                               ms until the 20th, 100th, 500th and last is answered
  *                               (always on new processes, as with --fresh)
+ *           start               a helper's start: a new `broker-agent join` against the
+ *                               chain's broker and device, ms until it prints `ready`, ms
+ *                               until a tiny request through it is answered, and its CPU ms
  * VARIANT   comma-separated settings for our processes; "" (or "default") for none:
  *             NAME=VALUE   environment variable (e.g. BROKER_STREAM_WINDOW=0)
  *             --flag       node/V8 command-line flag (e.g. --max-semi-space-size=8)
@@ -59,6 +62,8 @@ const client = require('./lib/client');
 const { median, usage } = require('./lib/util');
 const { rotated } = require('./lib/scenarios');
 const { snapshotCode, isRunnableCode, ROOT } = require('./lib/snapshot');
+const { probe } = require('./lib/openssh');
+const { spawn } = require('node:child_process');
 
 const SCENARIOS = {
   download: { unit: 'MiB/s', helpers: 1, run: (c, o) => bulk(client.bulkDownload, c, o) },
@@ -68,6 +73,7 @@ const SCENARIOS = {
   fairness: { unit: 'B p50, B p99, B new p50, B new p99 (ms), A MiB/s', helpers: 2, run: fairness },
   latency: { unit: 'p50, p99, new p50, new p99 (ms)', helpers: 1, run: latency },
   first: { unit: 'ms until the 20th / 100th / 500th / last connection', helpers: 1, run: firstConnections, fresh: true },
+  start: { unit: 'ms to ready, ms to first response, join CPU ms', helpers: 1, run: joinStart },
 };
 
 /** Parse one VARIANT argument into { label, env, nodeArgs, build }. */
@@ -144,6 +150,32 @@ async function latency(chain, o) {
   return { values: [b.persistent?.p50, b.persistent?.p99, b.fresh?.p50, b.fresh?.p99], work: (o.count + freshCount(o)) / 1000, workUnit: '1000 requests' };
 }
 
+/** A new `broker-agent join` (the variant's build and settings) against the chain: spawn to `ready`, to a first answer, and its CPU. */
+async function joinStart(chain, o) {
+  const v = chain.variant;
+  const args = [...v.nodeArgs, path.join(v.build, 'bin', 'broker-agent'), 'join', chain.code, ...ours.clientFlags(chain.broker, chain.dir), '--socks', '127.0.0.1:0', '--http', 'off'];
+  const start = performance.now();
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, NO_COLOR: '1', ...v.env } });
+  procs.track(child, 'join-start');
+  try {
+    const ready = await new Promise((resolve, reject) => {
+      let text = '';
+      child.stdout.on('data', (d) => {
+        text += d;
+        for (const line of text.split('\n')) if (line.includes('"event":"ready"')) resolve(JSON.parse(line));
+      });
+      child.once('exit', (code) => reject(new Error(`join exited (${code}) before it was ready`)));
+    });
+    const readyMs = performance.now() - start;
+    const [host, port] = /^(.*):(\d+)$/.exec(ready.socks).slice(1);
+    await probe({ host, port: Number(port) }, o.target, 10_000);
+    const firstMs = performance.now() - start;
+    return { values: [readyMs, firstMs, usage(child.pid).cpuMs], work: 1, workUnit: 'start' };
+  } finally {
+    await procs.stop(child);
+  }
+}
+
 function fmt(v) {
   if (typeof v !== 'number' || !Number.isFinite(v)) return '-';
   return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(3);
@@ -202,9 +234,9 @@ async function main() {
       const ports = await new Promise((resolve) => relay.once('message', (m) => resolve(m.ports)));
       Object.assign(chainOpts, { broker, helperAddress: `127.0.0.1:${ports[0]}`, deviceAddress: `127.0.0.1:${ports[1]}` });
       const chain = await ours.startChain(chainDir, o.target, chainOpts);
-      return { ...chain, close: async () => { await chain.close(); await procs.stop(relay); await procs.stop(broker.child, 5000); } };
+      return { ...chain, variant: v, close: async () => { await chain.close(); await procs.stop(relay); await procs.stop(broker.child, 5000); } };
     }
-    return ours.startChain(chainDir, o.target, chainOpts);
+    return { ...(await ours.startChain(chainDir, o.target, chainOpts)), variant: v };
   };
   // Started first, so load changes on the machine hit every variant alike (--fresh: one per run instead).
   if (scenario.fresh) opts.fresh = true;

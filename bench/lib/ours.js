@@ -119,6 +119,8 @@ async function startChain(dir, target, { broker, helpers = 1, helperAddress, dev
   for (const j of joins) await probe(j.socks, target);
   return {
     name,
+    dir,
+    code: expose.code,
     socks: joins[0].socks,
     socksB: joins[1] && joins[1].socks,
     broker,
@@ -132,4 +134,4 @@ async function startChain(dir, target, { broker, helpers = 1, helperAddress, dev
   };
 }
 
-module.exports = { startBroker, startExpose, startStockExpose, startJoin, startChain, waitForFileJson, ROOT };
+module.exports = { startBroker, startExpose, startStockExpose, startJoin, startChain, waitForFileJson, clientFlags, ROOT };
