@@ -39,6 +39,25 @@ describe('createLogger', () => {
     }
   });
 
+  test('winston is loaded only when the first message passes the level (a quiet helper never loads it)', () => {
+    let loads = 0;
+    jest.isolateModules(() => {
+      jest.doMock('winston', () => { loads++; return jest.requireActual('winston'); });
+      const { createLogger: isolated } = require('../../src/log') as typeof import('../../src/log');
+      const stream = new PassThrough();
+      const log = isolated({ format: 'json', level: 'warn', stream, scope: 'test' });
+      const child = log.child('chan#1');
+      log.info('dropped');
+      child.debug('dropped');
+      expect(loads).toBe(0);
+      child.warn('shown');
+      log.error('shown');
+      expect(loads).toBe(1);
+      expect(isolated({ silent: true }).child('x').error('dropped')).toBeUndefined();
+      expect(loads).toBe(1);
+    });
+  });
+
   test('child loggers keep the level and append their scope', async () => {
     const out = await lines('debug', (log) => {
       const c = log.child('chan#3', { helper: 2 });
