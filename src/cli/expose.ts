@@ -2,6 +2,7 @@
 import { Agent } from '../agent/agent';
 import { makeDescriptor, formatDescriptor } from '../protocol/descriptor';
 import { eventText, stockHelperCommand } from '../broker/text';
+import { applyRunningTuning } from '../transport/process-tuning';
 import { ExitCode, fail } from './exit';
 import { type ClientArgs, clientConnection, clientOptions, durationOption } from './options';
 import { Printer } from './printer';
@@ -71,6 +72,7 @@ export async function runExpose(args: ExposeArgs): Promise<void> {
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
     await agent.start();
+    applyRunningTuning(); // exposed: from here on, tuning for the traffic's code
   } catch (err) {
     fail('broker-agent expose', err, args.json);
   }

@@ -2,6 +2,7 @@
 import { Helper } from '../helper/helper';
 import { formatDescriptor } from '../protocol/descriptor';
 import { eventText } from '../broker/text';
+import { applyRunningTuning } from '../transport/process-tuning';
 import { ExitCode, fail } from './exit';
 import { type ClientArgs, clientConnection, clientOptions, listenOption } from './options';
 import { Printer } from './printer';
@@ -58,6 +59,7 @@ export async function runJoin(args: JoinArgs): Promise<void> {
       ...(args['fast-open'] ? ['Fast open: on (a connection the device cannot make is reset; the reason is printed here).'] : []),
       'Press Ctrl-C to leave.',
     ].join('\n'));
+    applyRunningTuning(); // joined: from here on, tuning for the traffic's code
   } catch (err) {
     fail('broker-agent join', err, args.json);
   }

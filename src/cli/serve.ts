@@ -3,7 +3,7 @@ import { Broker } from '../broker/broker';
 import { formatHostPort } from '../config';
 import { createLogger, type LogFormat, type LogLevel } from '../log';
 import { Defaults } from '../protocol/constants';
-import { appliedProcessTuning } from '../transport/process-tuning';
+import { appliedProcessTuning, applyRunningTuning } from '../transport/process-tuning';
 import { fail } from './exit';
 import { defaultDataDir, durationOption, listenOption } from './options';
 
@@ -41,6 +41,7 @@ export async function runServe(args: ServeArgs): Promise<void> {
       log,
     });
     await broker.start();
+    applyRunningTuning(); // up: from here on, tuning for the traffic's code
     // Handle signals before saying we listen: whoever reads that line may stop us at once.
     const stop = (signal: string) => {
       log.info('shutting down', { signal });

@@ -39,6 +39,13 @@
  *    not after a budget spent in the interpreter. A/B, first 2,000 connections of
  *    fresh processes, three pairs: 489/499/441 -> 553/584/535 per second, p50
  *    1.38 -> 1.18 ms; steady rate and bulk unchanged; broker RSS +2.3 MiB.
+ *    This and the warm-up budget (5.) are set only once the program is up
+ *    (`applyRunningTuning`, called by each long-running command when it is ready):
+ *    set at startup they compiled and optimised the module loading, the argument
+ *    parsing and the SSH handshake, which run once. A/B: `broker-agent join` ready
+ *    after 587 instead of 653 ms, and a fresh chain's first 2,000 connections
+ *    4707 / 5484 instead of 4956 / 6377 ms (two runs; less optimising of code that
+ *    never runs again competes with them).
  * 7. glibc's malloc keeps up to 64 MiB of freed heap mapped instead of 128 KiB
  *    (`malloc-thresholds.ts`): a relaying process's heap top moves by megabytes at
  *    every scavenge, and memory given back costs a page fault per 4 KiB when used
@@ -46,7 +53,8 @@
  *    machine). A/B, two chains per build: one download 144 / 222 -> 272 / 275 MiB/s.
  *
  * `BROKER_PROCESS_TUNING=0` turns all of it off (for measuring its effect).
- * Call before ssh2 is loaded (the padding pool needs it).
+ * Call applyProcessTuning before ssh2 is loaded (the padding pool needs it), and
+ * applyRunningTuning once the program is up.
  */
 import v8 from 'node:v8';
 import { SMALL_HEAP_BYTES, watchMarkingMode } from './marking-mode';
@@ -56,7 +64,10 @@ import { patchChannelDestroy, patchChannelRegrant } from './ssh2-channel';
 import { dynamicThresholdMax, raiseMallocThresholds } from './malloc-thresholds';
 
 /** V8 flags set at startup (each is read by V8 when it applies, so run-time setting works). */
-export const V8_FLAGS = ['--no-concurrent-array-buffer-sweeping', WARM_BUDGET_FLAG, '--no-allocation-site-pretenuring', '--always-sparkplug'];
+export const V8_FLAGS = ['--no-concurrent-array-buffer-sweeping', WARM_BUDGET_FLAG, '--no-allocation-site-pretenuring'];
+
+/** V8 flags set once the program is up (`applyRunningTuning`): they pay off in the traffic's code, not the start's. */
+export const RUNNING_FLAGS = ['--always-sparkplug'];
 
 /** The parts that only change how ssh2 works inside, not the process: safe for any host. */
 export function installLibraryTuning(): void {
@@ -78,6 +89,10 @@ export const MALLOC_THRESHOLDS = `glibc malloc trim threshold ${(2 * dynamicThre
 export const ATOMIC_MARKING = `--no-incremental-marking below ${SMALL_HEAP_BYTES / 1048576} MiB heap`;
 
 let applied: string[] = [];
+/** What applyRunningTuning() added (reported after `applied`). */
+let running: string[] = [];
+/** Whether applyProcessTuning() ran with tuning enabled (applyRunningTuning follows it). */
+let enabled = false;
 let warmUp: WarmUp | undefined;
 /** Whether ssh2 was still unloaded when the padding pool was first installed. */
 let poolServesSsh2: boolean | undefined;
@@ -86,19 +101,32 @@ let mallocRaised: boolean | undefined;
 
 /** Apply the tuning unless disabled; returns what was applied. */
 export function applyProcessTuning(env: NodeJS.ProcessEnv = process.env): string[] {
-  if (env.BROKER_PROCESS_TUNING === '0') return [];
+  enabled = env.BROKER_PROCESS_TUNING !== '0';
+  if (!enabled) return [];
   // Reported only if it serves ssh2: its protocol code keeps the randomFillSync it found when it loaded.
   poolServesSsh2 ??= !ssh2ProtocolLoaded();
   installLibraryTuning();
   for (const flag of V8_FLAGS) v8.setFlagsFromString(flag);
+  watchMarkingMode();
+  mallocRaised ??= raiseMallocThresholds();
+  applied = [...(poolServesSsh2 ? ['random-pool'] : []), ...V8_FLAGS, ATOMIC_MARKING, ...(mallocRaised ? [MALLOC_THRESHOLDS] : [])];
+  return appliedProcessTuning();
+}
+
+/**
+ * The rest, once the program is up (listening, exposed, joined): baseline code on a
+ * function's first call, and the warm-up budget. Does nothing unless applyProcessTuning
+ * ran enabled; returns everything applied.
+ */
+export function applyRunningTuning(): string[] {
+  if (!enabled) return [];
+  for (const flag of RUNNING_FLAGS) v8.setFlagsFromString(flag);
   // V8_FLAGS carry the warm budget; while warming up, the warming one replaces it.
   // (A host process that has used its 3 s of CPU already keeps the warm one.)
   if (!warmUp) warmUp = watchWarmUp();
   else if (warmUp.warming) v8.setFlagsFromString(WARMING_BUDGET_FLAG);
-  watchMarkingMode();
-  mallocRaised ??= raiseMallocThresholds();
-  applied = [...(poolServesSsh2 ? ['random-pool'] : []), ...V8_FLAGS, ...(warmUp.warming ? [WARMING_UP] : []), ATOMIC_MARKING, ...(mallocRaised ? [MALLOC_THRESHOLDS] : [])];
-  return applied;
+  running = [...RUNNING_FLAGS, ...(warmUp.warming ? [WARMING_UP] : [])];
+  return appliedProcessTuning();
 }
 
 /** Whether the warm-up budget is in force (a host that had used its 3 s of CPU never gets it). */
@@ -115,7 +143,7 @@ function ssh2ProtocolLoaded(): boolean {
   }
 }
 
-/** What applyProcessTuning() applied in this process (`broker serve` reports it at start). */
+/** What applyProcessTuning() and applyRunningTuning() applied in this process (`broker serve` reports it at start). */
 export function appliedProcessTuning(): string[] {
-  return [...applied];
+  return [...applied, ...running];
 }

@@ -1,25 +1,32 @@
 import crypto from 'node:crypto';
 import { markingMode } from '../../src/transport/marking-mode';
-import { applyProcessTuning, appliedProcessTuning, ATOMIC_MARKING, MALLOC_THRESHOLDS, V8_FLAGS, WARMING_UP, warmingUp } from '../../src/transport/process-tuning';
+import { applyProcessTuning, appliedProcessTuning, applyRunningTuning, ATOMIC_MARKING, MALLOC_THRESHOLDS, RUNNING_FLAGS, V8_FLAGS, WARMING_UP, warmingUp } from '../../src/transport/process-tuning';
 import { isWarm } from '../../src/transport/warm-up';
 
-test('BROKER_PROCESS_TUNING=0 applies nothing', () => {
+test('BROKER_PROCESS_TUNING=0 applies nothing, and nothing once running', () => {
   const before = crypto.randomFillSync;
   expect(applyProcessTuning({ BROKER_PROCESS_TUNING: '0' })).toEqual([]);
+  expect(applyRunningTuning()).toEqual([]);
+  expect(warmingUp()).toBe(false);
   expect(crypto.randomFillSync).toBe(before);
 });
 
-test('by default: the padding pool and the GC settings, and applying twice is harmless', () => {
+test('by default: the padding pool and the GC settings at start, the compiler settings once running; applying twice is harmless', () => {
+  const atStart = ['random-pool', ...V8_FLAGS, ATOMIC_MARKING, ...(process.platform === 'linux' ? [MALLOC_THRESHOLDS] : [])];
+  expect(applyProcessTuning({})).toEqual(atStart);
+  expect(RUNNING_FLAGS.some((f) => atStart.includes(f))).toBe(false);
+  expect(warmingUp()).toBe(false); // the warm-up budget waits for the program to be up
   // This test process may have used its warm-up CPU already: then it gets no warm-up budget.
   const warmBefore = isWarm(process.cpuUsage());
-  const first = applyProcessTuning({});
+  const running = applyRunningTuning();
   if (warmBefore === isWarm(process.cpuUsage())) expect(warmingUp()).toBe(!warmBefore);
-  const all = ['random-pool', ...V8_FLAGS, ...(warmingUp() ? [WARMING_UP] : []), ATOMIC_MARKING, ...(process.platform === 'linux' ? [MALLOC_THRESHOLDS] : [])];
-  expect(first).toEqual(all);
+  const all = [...atStart, ...RUNNING_FLAGS, ...(warmingUp() ? [WARMING_UP] : [])];
+  expect(running).toEqual(all);
   expect(appliedProcessTuning()).toEqual(all);
   expect(['atomic', 'incremental']).toContain(markingMode()); // which one depends on the test runner's heap
   const pooled = crypto.randomFillSync;
   expect(applyProcessTuning({})).toEqual(all);
+  expect(applyRunningTuning()).toEqual(all);
   expect(crypto.randomFillSync).toBe(pooled);
   // buffers still allocate and die normally under the flag
   let total = 0;
