@@ -153,7 +153,7 @@ async function latency(chain, o) {
 /** A new `broker-agent join` (the variant's build and settings) against the chain: spawn to `ready`, to a first answer, and its CPU. */
 async function joinStart(chain, o) {
   const v = chain.variant;
-  const args = [...v.nodeArgs, path.join(v.build, 'bin', 'broker-agent'), 'join', chain.code, ...ours.clientFlags(chain.broker, chain.dir), '--socks', '127.0.0.1:0', '--http', 'off'];
+  const args = [...v.nodeArgs, path.join(v.build, 'bin', 'broker-agent'), ...ours.joinArgs(chain.broker, chain.dir, chain.code)];
   const start = performance.now();
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, NO_COLOR: '1', ...v.env } });
   procs.track(child, 'join-start');

@@ -35,6 +35,7 @@ const TITLES = {
   wan: 'emulated WAN (10 ms each way on both legs; time to greeting, success, first byte; downloads alone, beside an idle connection and two at once; an upload; bursts)',
   slowlink: 'slow link (10 Mbit/s each way per connection, 10 ms each way per leg): helper B\'s tiny requests and new connections while helper A downloads; then one helper on a slow link; then A uploads over a slow device downlink (also with a stock ssh -R device) and over one helper\'s slow uplink',
   httpfront: 'HTTP proxy front-end vs SOCKS front-end (small keep-alive requests)',
+  start: 'helper start (a new broker-agent join / ssh -L, spawn to the first answer through it)',
 };
 
 function parseArgs(argv) {
@@ -69,9 +70,9 @@ function sizesFor(o) {
     wanConns: 40, wanDelayMs: 10, wanDownloadMiB: 32, wanBurst: 16,
     slowRateMbit: 10, slowDelayMs: 10, slowSettleMs: 3000, slowPersistent: 10, slowFresh: 4,
     httpRequests: 1000,
-    repeats: { bulk: 3, connections: 3, concurrency: 3, fairness: 2, wan: 1, slowlink: 2, httpfront: 5 },
+    repeats: { bulk: 3, connections: 3, concurrency: 3, fairness: 2, wan: 1, slowlink: 2, httpfront: 5, start: 10 },
     jobCapMs: 120_000,
-    budgetS: { bulk: 900, connections: 450, concurrency: 600, fairness: 600, memory: 400, wan: 400, slowlink: 1100, httpfront: 200 },
+    budgetS: { bulk: 900, connections: 450, concurrency: 600, fairness: 600, memory: 400, wan: 400, slowlink: 1100, httpfront: 200, start: 120 },
   };
   const quick = {
     bulkBytes: 64 * 1024 ** 2, connCount: 200, connWarmup: 100, concConns: 50, concReqs: 10, idleStreams: 200,
@@ -79,9 +80,9 @@ function sizesFor(o) {
     wanConns: 10, wanDelayMs: 10, wanDownloadMiB: 4, wanBurst: 8,
     slowRateMbit: 10, slowDelayMs: 10, slowSettleMs: 1000, slowPersistent: 3, slowFresh: 1,
     httpRequests: 200,
-    repeats: { bulk: 1, connections: 1, concurrency: 1, fairness: 1, wan: 1, slowlink: 1, httpfront: 2 },
+    repeats: { bulk: 1, connections: 1, concurrency: 1, fairness: 1, wan: 1, slowlink: 1, httpfront: 2, start: 2 },
     jobCapMs: 20_000,
-    budgetS: { bulk: 40, connections: 25, concurrency: 30, fairness: 30, memory: 40, wan: 30, slowlink: 150, httpfront: 30 },
+    budgetS: { bulk: 40, connections: 25, concurrency: 30, fairness: 30, memory: 40, wan: 30, slowlink: 150, httpfront: 30, start: 30 },
   };
   const s = o.quick ? quick : full;
   if (o.repeats) for (const k of Object.keys(s.repeats)) s.repeats[k] = o.repeats;

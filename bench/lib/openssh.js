@@ -113,18 +113,23 @@ async function startDevice(sshd, { variant, port, name }) {
   return { p1, child };
 }
 
-/** Start a helper (`ssh -L 127.0.0.1:P2:127.0.0.1:P1`). */
-async function startHelper(sshd, { variant, port, p1, name }) {
-  const p2 = await freePort();
-  const child = procs.start('ssh', [...sshArgs(sshd, { port, variant }), '-L', `127.0.0.1:${p2}:127.0.0.1:${p1}`, ...sshTail(variant)], {
+/** Spawn a helper (`ssh -L 127.0.0.1:P2:127.0.0.1:P1`); returns its child process. */
+function spawnHelper(sshd, { variant, port, p1, p2, name }) {
+  return procs.start('ssh', [...sshArgs(sshd, { port, variant }), '-L', `127.0.0.1:${p2}:127.0.0.1:${p1}`, ...sshTail(variant)], {
     name: name ?? `ssh-L(${variant})`, logFile: path.join(sshd.dir, `helper-${variant}-${p2}.log`), stdinPipe: variant === 'tt',
   });
+}
+
+/** Start a helper and wait until its port listens. */
+async function startHelper(sshd, { variant, port, p1, name }) {
+  const p2 = await freePort();
+  const child = spawnHelper(sshd, { variant, port, p1, p2, name });
   await waitForPort(p2, '127.0.0.1', 20_000);
   return { p2, child };
 }
 
-/** One tiny request through socks to target, retried until it works (the chain is up). */
-async function probe(socks, target, timeoutMs = 20_000) {
+/** One tiny request through socks to target, retried every `intervalMs` until it works (the chain is up). */
+async function probe(socks, target, timeoutMs = 20_000, intervalMs = 200) {
   const until = Date.now() + timeoutMs;
   let last;
   while (Date.now() < until) {
@@ -136,7 +141,7 @@ async function probe(socks, target, timeoutMs = 20_000) {
       return;
     } catch (err) {
       last = err;
-      await sleep(200);
+      await sleep(intervalMs);
     }
   }
   throw new Error(`chain through SOCKS ${socks.port} does not work: ${last && last.message}`);
@@ -160,8 +165,10 @@ async function startChain(sshd, target, { variant, helpers = 1, helperPort, devi
     pids: () => [device.child.pid, ...hs.map((h) => h.child.pid), ...processTree(sshd.child.pid)],
     devicePid: () => device.child.pid,
     helperPid: () => hs[0].child.pid,
+    /** Spawn one more helper whose local port is `p2` (the `start` scenario); returns its child. */
+    newHelper: (p2) => spawnHelper(sshd, { variant, port: helperPort, p1: device.p1, p2, name: `ssh-L(${variant}, new)` }),
     close: async () => { await Promise.all([device.child, ...hs.map((h) => h.child)].map((c) => procs.stop(c))); },
   };
 }
 
-module.exports = { startSshd, startChain, startDevice, startHelper, probe, ensureSshd, CIPHER };
+module.exports = { startSshd, startChain, startDevice, startHelper, spawnHelper, probe, ensureSshd, CIPHER };

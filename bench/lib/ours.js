@@ -95,10 +95,14 @@ async function startStockExpose(broker, dir, { name = 'expose-stock', address, a
   throw new Error(`${name}: no session code from the stock ssh device (see ${out})`);
 }
 
+/** Arguments of `broker-agent join CODE` (SOCKS on `socks`, default any free port; HTTP proxy only if `http`). */
+function joinArgs(broker, dir, code, { address, socks = '127.0.0.1:0', http = false, extraArgs = [] } = {}) {
+  return ['join', code, ...clientFlags(broker, dir, address), '--socks', socks, '--http', http ? '127.0.0.1:0' : 'off', ...extraArgs];
+}
+
 /** Start `broker-agent join CODE`; resolves { child, socks: {host, port}, http?: {host, port} }. */
 async function startJoin(broker, dir, code, { name = 'join', address, nodeArgs = [], env = {}, http = false, extraArgs = [] } = {}) {
-  const args = ['join', code, ...clientFlags(broker, dir, address), '--socks', '127.0.0.1:0', '--http', http ? '127.0.0.1:0' : 'off', ...extraArgs];
-  const j = spawnLogged(agentBin(), args, dir, name, nodeArgs, env);
+  const j = spawnLogged(agentBin(), joinArgs(broker, dir, code, { address, http, extraArgs }), dir, name, nodeArgs, env);
   const ev = await waitForFileJson(j.out, (o) => o.event === 'ready', 30_000, name, j.child);
   const hp = (text) => { const m = /^(.*):(\d+)$/.exec(text); return { host: m[1], port: Number(m[2]) }; };
   return { child: j.child, socks: hp(ev.socks), http: ev.http ? hp(ev.http) : undefined };
@@ -108,14 +112,14 @@ async function startJoin(broker, dir, code, { name = 'join', address, nodeArgs =
  * A whole chain: broker (given or new) + one expose (or a stock `ssh -R` device) + `helpers`
  * joins; `env` is added to each one's environment, `joinArgs` to each join's arguments.
  */
-async function startChain(dir, target, { broker, helpers = 1, helperAddress, deviceAddress, tag = '', nodeArgs = () => [], env = {}, stockDevice = false, joinArgs = [], name = 'ours' } = {}) {
+async function startChain(dir, target, { broker, helpers = 1, helperAddress, deviceAddress, tag = '', nodeArgs = () => [], env = {}, stockDevice = false, joinArgs: extraJoinArgs = [], name = 'ours' } = {}) {
   const ownBroker = !broker;
   if (!broker) broker = await startBroker(dir, { name: `broker${tag}`, nodeArgs: nodeArgs('broker'), env });
   const expose = stockDevice
     ? await startStockExpose(broker, dir, { name: `expose${tag}`, address: deviceAddress })
     : await startExpose(broker, dir, { name: `expose${tag}`, address: deviceAddress, nodeArgs: nodeArgs('agent'), env });
   const joins = [];
-  for (let i = 0; i < helpers; i++) joins.push(await startJoin(broker, dir, expose.code, { name: `join${tag}-${i}`, address: helperAddress, nodeArgs: nodeArgs(`helper${i}`), env, extraArgs: joinArgs }));
+  for (let i = 0; i < helpers; i++) joins.push(await startJoin(broker, dir, expose.code, { name: `join${tag}-${i}`, address: helperAddress, nodeArgs: nodeArgs(`helper${i}`), env, extraArgs: extraJoinArgs }));
   for (const j of joins) await probe(j.socks, target);
   return {
     name,
@@ -126,6 +130,8 @@ async function startChain(dir, target, { broker, helpers = 1, helperAddress, dev
     broker,
     pids: () => [broker.child.pid, expose.child.pid, ...joins.map((j) => j.child.pid)],
     roles: () => ({ broker: broker.child.pid, agent: expose.child.pid, helper: joins[0].child.pid }),
+    /** Spawn one more `broker-agent join` with SOCKS on `port` (the `start` scenario); returns its child. */
+    newHelper: (port) => spawnLogged(agentBin(), joinArgs(broker, dir, expose.code, { address: helperAddress, socks: `127.0.0.1:${port}`, extraArgs: extraJoinArgs }), dir, `join${tag}-new-${port}`, nodeArgs('helper-new'), env).child,
     close: async () => {
       // generous grace: with --cpu-prof the profile is written on the way out
       await Promise.all([...joins.map((j) => j.child), expose.child].map((c) => procs.stop(c, 5000)));
@@ -134,4 +140,4 @@ async function startChain(dir, target, { broker, helpers = 1, helperAddress, dev
   };
 }
 
-module.exports = { startBroker, startExpose, startStockExpose, startJoin, startChain, waitForFileJson, clientFlags, ROOT };
+module.exports = { startBroker, startExpose, startStockExpose, startJoin, startChain, waitForFileJson, joinArgs, ROOT };

@@ -17,7 +17,7 @@ const { startJob, runJob } = require('./jobs');
 const procs = require('./procs');
 const ossh = require('./openssh');
 const ours = require('./ours');
-const { sleep, rssKiB, pssKiB, cpuMs, processTree, nowMs, median } = require('./util');
+const { sleep, rssKiB, pssKiB, cpuMs, processTree, nowMs, median, freePort } = require('./util');
 
 const GiB = 1024 ** 3;
 const CONNECT_CONCURRENCY = 8; // devices connecting at once in the memory scenario (both variants)
@@ -620,5 +620,31 @@ async function httpfront(ctx, res) {
   }
 }
 
-const SCENARIOS = { bulk, connections, concurrency, fairness, memory, wan, slowlink, httpfront };
+/**
+ * A helper's start: one more helper process (`broker-agent join` / `ssh -L`) beside the
+ * chain's own, from spawn to the first answer through it (SOCKS connect, CONNECT, echo,
+ * tried every 2 ms until one works), with the device connected long before. Node's own
+ * start, our modules and the SSH handshake against OpenSSH's client and `sshd`'s fork.
+ */
+async function start(ctx, res) {
+  const { sizes } = ctx;
+  const variants = (await ctx.variants()).filter((v) => v.newHelper);
+  const budget = new Budget(sizes.budgetS.start);
+  res.note(`${sizes.repeats.start} new helpers per variant, one at a time: spawn to the first echoed request through the new helper's SOCKS port (tried every 2 ms); the device and the other helpers stay connected`);
+  await eachRun({ reps: sizes.repeats.start, items: (rep) => rotated(variants, rep), budget, res, label: (v) => v.name }, async (v, rep) => {
+    ctx.log(`start: a new helper via ${v.name} (run ${rep + 1}/${sizes.repeats.start})`);
+    const port = await freePort();
+    const began = performance.now();
+    const child = v.newHelper(port);
+    try {
+      await ossh.probe({ host: '127.0.0.1', port }, ctx.target, 20_000, 2);
+      res.add('new helper: spawn to first answer', 'ms', 'lower', v.name, performance.now() - began);
+      res.add('new helper: its CPU until then', 'ms', 'lower', v.name, sum(processTree(child.pid), cpuMs));
+    } finally {
+      await procs.stop(child);
+    }
+  });
+}
+
+const SCENARIOS = { bulk, connections, concurrency, fairness, memory, wan, slowlink, httpfront, start };
 module.exports = { SCENARIOS, measured, rotated, nowMs };

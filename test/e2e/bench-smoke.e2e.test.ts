@@ -16,12 +16,12 @@ function medians(line: string, label = 'default'): string[] {
   return line.slice(label.length).trim().split('   ')[0]!.split(' / ');
 }
 
-test('npm run bench -- --quick (httpfront, connections, slowlink) produces a results file with numbers', async () => {
+test('npm run bench -- --quick (httpfront, connections, slowlink, start) produces a results file with numbers', async () => {
   const out = path.join(tempDir('rab-bench-'), 'results.json');
-  await run(process.execPath, [path.join(REPO, 'bench', 'run.js'), '--quick', '--skip-openssh', '--only', 'httpfront,connections,slowlink', '--repeats', '1', '--out', out], 180_000);
+  await run(process.execPath, [path.join(REPO, 'bench', 'run.js'), '--quick', '--skip-openssh', '--only', 'httpfront,connections,slowlink,start', '--repeats', '1', '--out', out], 180_000);
   const results = JSON.parse(fs.readFileSync(out, 'utf8')) as { scenarios: Array<{ name: string; errors: string[]; rows: Array<{ metric: string; stats: Record<string, { median: number | null }> }> }> };
   const byName = Object.fromEntries(results.scenarios.map((s) => [s.name, s]));
-  for (const name of ['httpfront', 'connections', 'slowlink']) {
+  for (const name of ['httpfront', 'connections', 'slowlink', 'start']) {
     expect(byName[name]).toBeDefined();
     expect(byName[name]!.errors).toEqual([]);
   }
@@ -29,6 +29,9 @@ test('npm run bench -- --quick (httpfront, connections, slowlink) produces a res
   expect(median('httpfront', 'keep-alive requests/s via HTTP proxy')).toBeGreaterThan(0);
   expect(median('httpfront', 'keep-alive requests/s via SOCKS')).toBeGreaterThan(0);
   expect(median('connections', 'connections/s (sequential)')).toBeGreaterThan(0);
+  // a new broker-agent join, spawn to its first answer: at least node's own start
+  expect(median('start', 'new helper: spawn to first answer')).toBeGreaterThan(20);
+  expect(median('start', 'new helper: its CPU until then')).toBeGreaterThan(0);
   expect(median('slowlink', 'B same-connection p50, A downloading')).toBeGreaterThan(0);
   expect(median('slowlink', 'stock ssh -R device, slow device downlink: B same-connection p50, A uploading')).toBeGreaterThan(0);
   // The relay really is a 10 Mbit/s link (1.19 MiB/s), or the scenario measures nothing.
@@ -113,6 +116,13 @@ test('bench/ab.js --snapshot keeps a build that a build= variant then runs; a mi
   const [to20, toLast] = [Number.parseFloat(curve[0]!), Number.parseFloat(curve[3]!)];
   expect(to20).toBeGreaterThan(0);
   expect(toLast).toBeGreaterThan(to20);
+
+  // start: a new join per run, ms to its ready line, then to its first answer, and its CPU
+  const started = await run(process.execPath, [ab, 'start', '--repeats', '1', `build=${snap}`], 120_000);
+  const [ready, answered, cpu] = medians(summaryLine(started.stdout, `build=${snap}`)!, `build=${snap}`).map((x) => Number.parseFloat(x));
+  expect(ready).toBeGreaterThan(20);
+  expect(answered).toBeGreaterThan(ready!);
+  expect(cpu).toBeGreaterThan(0);
 
   // latency: tiny requests alone, p50 <= p99 on one connection and on new ones
   const lat = await run(process.execPath, [ab, 'latency', '--repeats', '1', '--count', '30', ''], 120_000);
