@@ -29,8 +29,11 @@ export type { ControlEvent } from './protocol/control';
 export type { CheckResult } from './helper/diag';
 export { generateIdentity, loadIdentity, type Identity } from './transport/keys';
 export { createLogger, type Logger } from './log';
-/** Optional for API users: the V8 and GC settings our CLIs apply for relaying throughput (see docs/performance.md). */
-export { applyProcessTuning } from './transport/process-tuning';
+/**
+ * Optional for API users: the V8 and GC settings our CLIs apply for relaying throughput
+ * (see docs/performance.md): applyProcessTuning at startup, applyRunningTuning once serving.
+ */
+export { applyProcessTuning, applyRunningTuning } from './transport/process-tuning';
 export { Broker, Agent, Helper };
 
 /** Options shared by the client roles. */

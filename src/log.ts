@@ -3,9 +3,10 @@
  * (`broker › session h3k9… › chan#12`), JSON or pretty. Logs go to stderr so that
  * stdout stays free for machine-readable events (`--json`) and the listening line.
  *
- * winston is loaded with the first message that passes the level, not at startup: a
- * helper or a device logs nothing at its default level (warn) while all is well, and
- * loading winston and its formats took ~45 ms of every `broker-agent` start here.
+ * Below info, winston is loaded with the first message that passes the level, not at
+ * startup: a helper or a device logs nothing at its default level (warn) while all is
+ * well, and loading winston and its formats took ~45 ms of every `broker-agent` start
+ * here. At info and debug it is loaded at once.
  */
 import type winston from 'winston';
 
@@ -33,9 +34,15 @@ export interface Logger {
  */
 class WinstonLogger implements Logger {
   private made?: winston.Logger;
-  /** `rank`: the highest RANK emitted (-1 when silent). */
-  constructor(private readonly make: () => winston.Logger, private readonly rank: number, private readonly scope: string) {}
-  private get w(): winston.Logger { return (this.made ??= this.make()); }
+  /** `rank`: the highest RANK emitted (-1 when silent). `make` is dropped once used (it holds the parent and the meta). */
+  constructor(private make: (() => winston.Logger) | undefined, private readonly rank: number, private readonly scope: string) {}
+  private get w(): winston.Logger {
+    if (!this.made) {
+      this.made = this.make!();
+      this.make = undefined;
+    }
+    return this.made;
+  }
   error(msg: string, meta?: Record<string, unknown>): void { if (this.rank >= RANK.error) this.w.error(msg, meta); }
   warn(msg: string, meta?: Record<string, unknown>): void { if (this.rank >= RANK.warn) this.w.warn(msg, meta); }
   info(msg: string, meta?: Record<string, unknown>): void { if (this.rank >= RANK.info) this.w.info(msg, meta); }
@@ -99,7 +106,14 @@ export function createLogger(opts: { format?: LogFormat; level?: LogLevel; scope
     // The scope is a child's meta, not defaultMeta: winston lets defaultMeta override a child's own scope.
     return opts.scope ? root.child({ scope: opts.scope }) : root;
   };
-  return new WinstonLogger(make, opts.silent ? -1 : RANK[level], opts.scope ?? '');
+  const rank = opts.silent ? -1 : RANK[level];
+  // At info and debug (the broker's default) messages come with every session: winston
+  // now, not inside the first session's handling.
+  if (rank >= RANK.info) {
+    const root = make();
+    return new WinstonLogger(() => root, rank, opts.scope ?? '');
+  }
+  return new WinstonLogger(make, rank, opts.scope ?? '');
 }
 
 /** A logger that drops everything (library default when the caller passes none). */

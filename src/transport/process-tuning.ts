@@ -43,9 +43,8 @@
  *    (`applyRunningTuning`, called by each long-running command when it is ready):
  *    set at startup they compiled and optimised the module loading, the argument
  *    parsing and the SSH handshake, which run once. A/B: `broker-agent join` ready
- *    after 587 instead of 653 ms, and a fresh chain's first 2,000 connections
- *    4707 / 5484 instead of 4956 / 6377 ms (two runs; less optimising of code that
- *    never runs again competes with them).
+ *    after 587 instead of 653 ms; a fresh chain's first 2,000 connections 4707 and
+ *    5484 instead of 4956 and 6377 ms in two runs, the same within noise in a third.
  * 7. glibc's malloc keeps up to 64 MiB of freed heap mapped instead of 128 KiB
  *    (`malloc-thresholds.ts`): a relaying process's heap top moves by megabytes at
  *    every scavenge, and memory given back costs a page fault per 4 KiB when used

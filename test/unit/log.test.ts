@@ -39,7 +39,7 @@ describe('createLogger', () => {
     }
   });
 
-  test('winston is loaded only when the first message passes the level (a quiet helper never loads it)', () => {
+  test('below info, winston is loaded only when the first message passes the level (a quiet helper never loads it)', () => {
     let loads = 0;
     jest.isolateModules(() => {
       jest.doMock('winston', () => { loads++; return jest.requireActual('winston'); });
@@ -55,6 +55,14 @@ describe('createLogger', () => {
       expect(loads).toBe(1);
       expect(isolated({ silent: true }).child('x').error('dropped')).toBeUndefined();
       expect(loads).toBe(1);
+    });
+    // at info (the broker's default) it is loaded at once, before the first session logs
+    let early = 0;
+    jest.isolateModules(() => {
+      jest.doMock('winston', () => { early++; return jest.requireActual('winston'); });
+      const { createLogger: isolated } = require('../../src/log') as typeof import('../../src/log');
+      isolated({ level: 'info', stream: new PassThrough() });
+      expect(early).toBe(1);
     });
   });
 
