@@ -216,7 +216,14 @@ describe('the broker accepting a helper\'s streams', () => {
 
       const near = await rawSshClient(broker, expose.code);
       await new Promise((r) => setTimeout(r, 500)); // its leg has been timed by now
-      const local = await openVia(near);
+      let local = await openVia(near);
+      if (announced(local) < MAX_WINDOW) {
+        // The broker takes a leg's fastest ping: on a loaded machine its first three can
+        // all be over 1 ms. The next one comes 10 s later; loopback must then look near.
+        local.destroy();
+        await new Promise((r) => setTimeout(r, 10_500));
+        local = await openVia(near);
+      }
       expect(announced(local)).toBe(MAX_WINDOW);
       local.destroy();
     } finally {
