@@ -158,17 +158,9 @@ async function joinStart(chain, o) {
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, NO_COLOR: '1', ...v.env } });
   procs.track(child, 'join-start');
   try {
-    const ready = await new Promise((resolve, reject) => {
-      let text = '';
-      child.stdout.on('data', (d) => {
-        text += d;
-        for (const line of text.split('\n')) if (line.includes('"event":"ready"')) resolve(JSON.parse(line));
-      });
-      child.once('exit', (code) => reject(new Error(`join exited (${code}) before it was ready`)));
-    });
+    const ready = await procs.waitForJsonLine(child, (ev) => ev.event === 'ready', 30_000, 'join');
     const readyMs = performance.now() - start;
-    const [host, port] = /^(.*):(\d+)$/.exec(ready.socks).slice(1);
-    await probe({ host, port: Number(port) }, o.target, 10_000);
+    await probe(ours.parseHostPort(ready.socks), o.target, 10_000);
     const firstMs = performance.now() - start;
     return { values: [readyMs, firstMs, usage(child.pid).cpuMs], work: 1, workUnit: 'start' };
   } finally {

@@ -100,12 +100,17 @@ function joinArgs(broker, dir, code, { address, socks = '127.0.0.1:0', http = fa
   return ['join', code, ...clientFlags(broker, dir, address), '--socks', socks, '--http', http ? '127.0.0.1:0' : 'off', ...extraArgs];
 }
 
+/** `HOST:PORT` as { host, port }. */
+function parseHostPort(text) {
+  const m = /^(.*):(\d+)$/.exec(text);
+  return { host: m[1], port: Number(m[2]) };
+}
+
 /** Start `broker-agent join CODE`; resolves { child, socks: {host, port}, http?: {host, port} }. */
 async function startJoin(broker, dir, code, { name = 'join', address, nodeArgs = [], env = {}, http = false, extraArgs = [] } = {}) {
   const j = spawnLogged(agentBin(), joinArgs(broker, dir, code, { address, http, extraArgs }), dir, name, nodeArgs, env);
   const ev = await waitForFileJson(j.out, (o) => o.event === 'ready', 30_000, name, j.child);
-  const hp = (text) => { const m = /^(.*):(\d+)$/.exec(text); return { host: m[1], port: Number(m[2]) }; };
-  return { child: j.child, socks: hp(ev.socks), http: ev.http ? hp(ev.http) : undefined };
+  return { child: j.child, socks: parseHostPort(ev.socks), http: ev.http ? parseHostPort(ev.http) : undefined };
 }
 
 /**
@@ -114,6 +119,7 @@ async function startJoin(broker, dir, code, { name = 'join', address, nodeArgs =
  */
 async function startChain(dir, target, { broker, helpers = 1, helperAddress, deviceAddress, tag = '', nodeArgs = () => [], env = {}, stockDevice = false, joinArgs: extraJoinArgs = [], name = 'ours' } = {}) {
   const ownBroker = !broker;
+  const bin = agentBin(); // this chain's build (ab.js runs several, one BENCH_CODE_DIR after another)
   if (!broker) broker = await startBroker(dir, { name: `broker${tag}`, nodeArgs: nodeArgs('broker'), env });
   const expose = stockDevice
     ? await startStockExpose(broker, dir, { name: `expose${tag}`, address: deviceAddress })
@@ -131,7 +137,7 @@ async function startChain(dir, target, { broker, helpers = 1, helperAddress, dev
     pids: () => [broker.child.pid, expose.child.pid, ...joins.map((j) => j.child.pid)],
     roles: () => ({ broker: broker.child.pid, agent: expose.child.pid, helper: joins[0].child.pid }),
     /** Spawn one more `broker-agent join` with SOCKS on `port` (the `start` scenario); returns its child. */
-    newHelper: (port) => spawnLogged(agentBin(), joinArgs(broker, dir, expose.code, { address: helperAddress, socks: `127.0.0.1:${port}`, extraArgs: extraJoinArgs }), dir, `join${tag}-new-${port}`, nodeArgs('helper-new'), env).child,
+    newHelper: (port) => spawnLogged(bin, joinArgs(broker, dir, expose.code, { address: helperAddress, socks: `127.0.0.1:${port}`, extraArgs: extraJoinArgs }), dir, `join${tag}-new-${port}`, nodeArgs('helper-new'), env).child,
     close: async () => {
       // generous grace: with --cpu-prof the profile is written on the way out
       await Promise.all([...joins.map((j) => j.child), expose.child].map((c) => procs.stop(c, 5000)));
@@ -140,4 +146,4 @@ async function startChain(dir, target, { broker, helpers = 1, helperAddress, dev
   };
 }
 
-module.exports = { startBroker, startExpose, startStockExpose, startJoin, startChain, waitForFileJson, joinArgs, ROOT };
+module.exports = { startBroker, startExpose, startStockExpose, startJoin, startChain, waitForFileJson, joinArgs, parseHostPort, ROOT };
