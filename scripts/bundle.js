@@ -6,13 +6,15 @@
  * (dist/cli.bundle.cache) in a fresh node process. Why: docs/performance.md, "Start-up";
  * how they are loaded: src/cli/load-bundle.ts.
  *
- * ssh2 is bundled but its native crypto binding is loaded from node_modules (by
- * package path instead of ssh2's relative one), and cpu-features, which ssh2 asks for
- * that binding, stays there too. Whitespace is minified (names kept, for stack
- * traces; the source map is beside the bundle). yargs is bundled as well; its ESM platform shim asks `import.meta.url`
- * where its own files are (for its message translations), which a CommonJS bundle
- * does not have: it gets the bundle's URL, finds no translations there and prints
- * its messages in English, like the rest of our output (docs/decisions.md).
+ * ssh2 is bundled, but its native crypto binding is loaded from node_modules (by
+ * package path instead of ssh2's relative one), and cpu-features, which ssh2 asks
+ * for that binding, stays there too. Whitespace is minified (names are kept for
+ * stack traces; the source map is beside the bundle). yargs is bundled as well: its
+ * ESM platform shim finds its message translations and the program's package.json
+ * (for `--version`) from its own `import.meta.url`, which a CommonJS bundle does not
+ * have, so the shim gets its real file's URL, resolved when it loads; other
+ * `import.meta.url`s (yargs-parser's, for config files we do not use) get the
+ * bundle's.
  */
 const path = require('node:path');
 const fs = require('node:fs');
@@ -32,6 +34,27 @@ const ssh2NativeBinding = {
   },
 };
 
+/** yargs's ESM shim locates its files from import.meta.url: give it its own file's URL, found at run time. */
+const YARGS_SHIM = /[\\/]node_modules[\\/]yargs[\\/]lib[\\/]platform-shims[\\/]esm\.mjs$/;
+const yargsShimUrl = {
+  name: 'yargs-shim-url',
+  setup(build) {
+    build.onLoad({ filter: YARGS_SHIM }, (args) => ({
+      contents: fs.readFileSync(args.path, 'utf8').replaceAll('import.meta.url', '__yargsShimUrl()'),
+      loader: 'js',
+    }));
+  },
+};
+const BANNER = `const __bundleImportMetaUrl = require('node:url').pathToFileURL(__filename).href;
+function __yargsShimUrl() {
+  try {
+    const root = require('node:path').dirname(require.resolve('yargs/package.json'));
+    return require('node:url').pathToFileURL(require('node:path').join(root, 'lib', 'platform-shims', 'esm.mjs')).href;
+  } catch {
+    return __bundleImportMetaUrl;
+  }
+}`;
+
 async function main() {
   fs.rmSync(cache, { force: true });
   await esbuild.build({
@@ -43,9 +66,9 @@ async function main() {
     target: 'node20',
     tsconfig: path.join(root, 'tsconfig.build.json'),
     external: ['cpu-features'],
-    plugins: [ssh2NativeBinding],
+    plugins: [ssh2NativeBinding, yargsShimUrl],
     minifyWhitespace: true,
-    banner: { js: "const __bundleImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
+    banner: { js: BANNER },
     define: { 'import.meta.url': '__bundleImportMetaUrl' },
     sourcemap: true,
     logLevel: 'warning',

@@ -9,11 +9,11 @@
  * The cache is written by the build, in a process that has loaded every command's
  * module (so it holds their compiled top-level code) and before any V8 flag is set:
  * V8 accepts a cache only where the flags are the same as when it was made, and the
- * bundle is compiled before `applyProcessTuning` sets ours. A node binary or flags
- * that differ (`--max-old-space-size` in NODE_OPTIONS, `node --expose-gc bin/...`;
- * not `--cpu-prof`, a node option) make V8 reject it; the
- * bundle is then compiled as usual. Without a bundle (a build by `tsc` alone) the
- * entry module runs from dist/ as separate files.
+ * bundle is compiled before `applyProcessTuning` sets ours. A node binary or V8
+ * flags that differ (`--max-old-space-size` in NODE_OPTIONS, `node --expose-gc
+ * bin/...`; not `--cpu-prof`, a node option) make V8 reject it, and the bundle is
+ * then compiled as usual. Without a bundle (a build by `tsc` alone) the entry module
+ * runs from dist/ as separate files.
  *
  * Only node's built-in modules are loaded here: this file runs before the tuning.
  */
@@ -41,7 +41,8 @@ export function loadEntry(bundleFile = BUNDLE_FILE, cacheFile: string | null = C
   let source: string;
   try {
     source = fs.readFileSync(bundleFile, 'utf8');
-  } catch {
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     return { entry: require('./entry') as typeof Entry, from: 'files' };
   }
   let cachedData: Buffer | undefined;
@@ -51,7 +52,6 @@ export function loadEntry(bundleFile = BUNDLE_FILE, cacheFile: string | null = C
   const script = new vm.Script(Module.wrap(source), { filename: bundleFile, cachedData });
   const mod = new Module(bundleFile, module);
   mod.filename = bundleFile;
-  mod.paths = (Module as unknown as { _nodeModulePaths(dir: string): string[] })._nodeModulePaths(path.dirname(bundleFile));
   const wrapper = script.runInThisContext() as (exports: unknown, require: NodeJS.Require, module: Module, filename: string, dirname: string) => void;
   wrapper.call(mod.exports, mod.exports, Module.createRequire(bundleFile), mod, bundleFile, path.dirname(bundleFile));
   mod.loaded = true;

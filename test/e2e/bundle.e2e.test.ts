@@ -54,6 +54,15 @@ test('a bad session code is refused by the bundled CLI with its exact error and 
   expect(r.stderr).toMatch(/^broker-agent join: "ABCD-1234" is not a session code .*\[BRK_BAD_CODE\]\n$/);
 });
 
+test('yargs in the bundle finds its own files: --version from any directory, translated messages', async () => {
+  const pkg = JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string };
+  const version = await node([path.join(REPO, 'bin', 'broker-agent'), '--version'], { cwd: tmp });
+  expect(version.stdout.trim()).toBe(pkg.version);
+  const german = await node([path.join(REPO, 'bin', 'broker-agent'), 'join'], { cwd: tmp, env: { LANG: 'de_DE.UTF-8', LC_ALL: '' } });
+  expect(german.code).toBe(1);
+  expect(german.stderr).toContain('Nicht genügend Argumente ohne Optionen');
+});
+
 test('without a bundle the entry runs from separate files; a cache written for a bundle is then used', async () => {
   // A copy of dist/ without the bundle (node_modules reached through a link).
   const copy = path.join(tmp, 'pkg');
