@@ -17,6 +17,7 @@
  *
  * Only node's built-in modules are loaded here: this file runs before the tuning.
  */
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import vm from 'node:vm';
@@ -27,8 +28,24 @@ import type * as Entry from './entry';
 export const BUNDLE_FILE = path.join(__dirname, '..', 'cli.bundle.js');
 export const CODE_CACHE_FILE = path.join(__dirname, '..', 'cli.bundle.cache');
 
-/** How the entry was loaded: from separate files, or the bundle with its cache used, rejected or absent. */
-export type LoadedFrom = 'files' | 'bundle, code cache used' | 'bundle, code cache rejected' | 'bundle, no code cache';
+/**
+ * How the entry was loaded: from separate files, or the bundle with its cache used,
+ * rejected by V8 (other flags or node binary), damaged or written for other bundle
+ * bytes (our digest), or absent.
+ */
+export type LoadedFrom = 'files' | 'bundle, code cache used' | 'bundle, code cache rejected' | 'bundle, code cache damaged' | 'bundle, no code cache';
+
+/**
+ * The cache file is a SHA-256 digest of the bundle's bytes and V8's data, then V8's
+ * data. V8 checks its data's length, its own version, the flags and the source's
+ * length, but not the data's content: a damaged cache crashed node (a V8 trap or a
+ * segfault, in a test that overwrote 4 KiB of it), and a cache for other bundle
+ * bytes of the same length would run the wrong code. Checking the digest takes ~2 ms.
+ */
+const DIGEST_BYTES = 32;
+function cacheDigest(bundle: Buffer, data: Uint8Array): Buffer {
+  return createHash('sha256').update(bundle).update(data).digest();
+}
 
 export interface LoadedEntry {
   entry: typeof Entry;
@@ -38,24 +55,32 @@ export interface LoadedEntry {
 
 /** Load the CLI entry, from the bundle if there is one (with its code cache unless `cacheFile` is null). */
 export function loadEntry(bundleFile = BUNDLE_FILE, cacheFile: string | null = CODE_CACHE_FILE): LoadedEntry {
-  let source: string;
+  let bundle: Buffer;
   try {
-    source = fs.readFileSync(bundleFile, 'utf8');
+    bundle = fs.readFileSync(bundleFile);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     return { entry: require('./entry') as typeof Entry, from: 'files' };
   }
-  let cachedData: Buffer | undefined;
+  const source = bundle.toString('utf8');
+  let cacheFileData: Buffer | undefined;
   try {
-    if (cacheFile !== null) cachedData = fs.readFileSync(cacheFile);
+    if (cacheFile !== null) cacheFileData = fs.readFileSync(cacheFile);
   } catch { /* no cache: compile */ }
+  let cachedData: Buffer | undefined;
+  if (cacheFileData && cacheFileData.length > DIGEST_BYTES) {
+    const data = cacheFileData.subarray(DIGEST_BYTES);
+    if (cacheDigest(bundle, data).equals(cacheFileData.subarray(0, DIGEST_BYTES))) cachedData = data;
+  }
   const script = new vm.Script(Module.wrap(source), { filename: bundleFile, cachedData });
   const mod = new Module(bundleFile, module);
   mod.filename = bundleFile;
   const wrapper = script.runInThisContext() as (exports: unknown, require: NodeJS.Require, module: Module, filename: string, dirname: string) => void;
   wrapper.call(mod.exports, mod.exports, Module.createRequire(bundleFile), mod, bundleFile, path.dirname(bundleFile));
   mod.loaded = true;
-  const from: LoadedFrom = cachedData === undefined ? 'bundle, no code cache' : script.cachedDataRejected ? 'bundle, code cache rejected' : 'bundle, code cache used';
+  const from: LoadedFrom = cacheFileData === undefined ? 'bundle, no code cache'
+    : cachedData === undefined ? 'bundle, code cache damaged'
+      : script.cachedDataRejected ? 'bundle, code cache rejected' : 'bundle, code cache used';
   return { entry: mod.exports as typeof Entry, from, script };
 }
 
@@ -69,8 +94,9 @@ export function writeCodeCache(bundleFile = BUNDLE_FILE, cacheFile = CODE_CACHE_
   if (!script) throw new Error(`no bundle at ${bundleFile}: run npm run build`);
   entry.loadCommands();
   const data = script.createCachedData();
+  const file = Buffer.concat([cacheDigest(fs.readFileSync(bundleFile), data), data]);
   const tmp = `${cacheFile}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, data);
+  fs.writeFileSync(tmp, file);
   fs.renameSync(tmp, cacheFile);
-  return data.length;
+  return file.length;
 }

@@ -63,7 +63,7 @@ test('yargs in the bundle finds its own files: --version from any directory, tra
   expect(german.stderr).toContain('Nicht genügend Argumente ohne Optionen');
 });
 
-test('without a bundle the entry runs from separate files; a cache written for a bundle is then used', async () => {
+test('without a bundle the entry runs from separate files; a cache written for a bundle is then used; a damaged one is rejected', async () => {
   // A copy of dist/ without the bundle (node_modules reached through a link).
   const copy = path.join(tmp, 'pkg');
   fs.mkdirSync(copy);
@@ -85,6 +85,25 @@ test('without a bundle the entry runs from separate files; a cache written for a
   const wrote = await node(['-e', `process.stdout.write(String(require(${JSON.stringify(loader)}).writeCodeCache()))`]);
   expect(Number(wrote.stdout)).toBe(fs.statSync(cache).size);
   expect(JSON.parse((await node(['-e', probe(loader)])).stdout).from).toBe('bundle, code cache used');
+
+  // A damaged cache, one cut short, or one written for other bundle bytes of the same
+  // length, is not given to V8 (which does not check its data's content, and crashed
+  // on a cache damaged like this).
+  const good = fs.readFileSync(cache);
+  const damaged = Buffer.from(good);
+  damaged.fill(0x5a, 64, 4096);
+  fs.writeFileSync(cache, damaged);
+  expect(JSON.parse((await node(['-e', probe(loader)])).stdout).from).toBe('bundle, code cache damaged');
+  fs.writeFileSync(cache, good.subarray(0, 1000));
+  expect(JSON.parse((await node(['-e', probe(loader)])).stdout).from).toBe('bundle, code cache damaged');
+  fs.writeFileSync(cache, good);
+  const source = fs.readFileSync(bundle, 'utf8');
+  fs.writeFileSync(bundle, source.replace('Precedence: flags,', 'Precedence: FLAGS,'));
+  expect(fs.readFileSync(bundle).length).toBe(Buffer.byteLength(source));
+  expect(JSON.parse((await node(['-e', probe(loader)])).stdout).from).toBe('bundle, code cache damaged');
+  const joinHelp = await node([path.join(copy, 'bin', 'broker-agent'), 'join', '--help']);
+  expect(joinHelp.code).toBe(0);
+  expect(joinHelp.stdout).toContain('broker-agent join <code>');
 });
 
 test('the bundled ssh2 loads its native crypto binding from node_modules', async () => {
