@@ -5,6 +5,7 @@
  */
 export { agentMain, brokerMain } from './main';
 export { applyProcessTuning } from '../transport/process-tuning';
+export { setCodeOrigin } from './code-origin';
 
 /**
  * Load every command's module without running it: the build calls this before it

@@ -60,7 +60,9 @@ export function loadEntry(bundleFile = BUNDLE_FILE, cacheFile: string | null = C
     bundle = fs.readFileSync(bundleFile);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    return { entry: require('./entry') as typeof Entry, from: 'files' };
+    const entry = require('./entry') as typeof Entry;
+    entry.setCodeOrigin('files');
+    return { entry, from: 'files' };
   }
   const source = bundle.toString('utf8');
   let cacheFileData: Buffer | undefined;
@@ -81,7 +83,9 @@ export function loadEntry(bundleFile = BUNDLE_FILE, cacheFile: string | null = C
   const from: LoadedFrom = cacheFileData === undefined ? 'bundle, no code cache'
     : cachedData === undefined ? 'bundle, code cache damaged'
       : script.cachedDataRejected ? 'bundle, code cache rejected' : 'bundle, code cache used';
-  return { entry: mod.exports as typeof Entry, from, script };
+  const entry = mod.exports as typeof Entry;
+  entry.setCodeOrigin(from);
+  return { entry, from, script };
 }
 
 /**

@@ -4,6 +4,7 @@ import { formatHostPort } from '../config';
 import { createLogger, type LogFormat, type LogLevel } from '../log';
 import { Defaults } from '../protocol/constants';
 import { appliedProcessTuning, applyRunningTuning } from '../transport/process-tuning';
+import { codeOrigin } from './code-origin';
 import { fail } from './exit';
 import { defaultDataDir, durationOption, listenOption } from './options';
 
@@ -53,7 +54,7 @@ export async function runServe(args: ServeArgs): Promise<void> {
     const ssh = formatHostPort(a.host, a.port);
     const m = broker.metricsAddr();
     const metrics = m ? formatHostPort(m.host, m.port) : undefined;
-    if (json) process.stdout.write(`${JSON.stringify({ event: 'listening', ssh, fingerprint: broker.fingerprint, metrics, tuning: appliedProcessTuning() })}\n`);
+    if (json) process.stdout.write(`${JSON.stringify({ event: 'listening', ssh, fingerprint: broker.fingerprint, metrics, tuning: appliedProcessTuning(), code: codeOrigin() })}\n`);
     else process.stdout.write(`broker listening on ${ssh}\nhost key fingerprint ${broker.fingerprint}\n${metrics ? `metrics on http://${metrics}/metrics\n` : ''}`);
   } catch (err) {
     fail('broker', err, json);

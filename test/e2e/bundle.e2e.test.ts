@@ -37,7 +37,7 @@ test('the build leaves a bundle and a code cache that V8 accepts', async () => {
   expect(fs.statSync(path.join(REPO, 'dist', 'cli.bundle.cache')).size).toBeGreaterThan(100_000);
   const r = await node(['-e', probe(LOADER)]);
   expect(r.stderr).toBe('');
-  expect(JSON.parse(r.stdout)).toEqual({ from: 'bundle, code cache used', exports: ['agentMain', 'applyProcessTuning', 'brokerMain', 'loadCommands'] });
+  expect(JSON.parse(r.stdout)).toEqual({ from: 'bundle, code cache used', exports: ['agentMain', 'applyProcessTuning', 'brokerMain', 'loadCommands', 'setCodeOrigin'] });
 });
 
 test('with other V8 flags the cache is rejected and the programs still work', async () => {

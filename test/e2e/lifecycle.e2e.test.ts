@@ -24,6 +24,8 @@ test('by default the broker listens on every interface, IPv6 and IPv4 (like sshd
   // bin/ tuned the process before anything loaded ssh2 (docs/performance.md: the GC flag doubled throughput)
   // and, once listening, the compiler settings for the traffic's code
   expect(ev.tuning).toEqual(['random-pool', '--no-concurrent-array-buffer-sweeping', '--interrupt-budget=33792', '--no-allocation-site-pretenuring', '--no-incremental-marking below 32 MiB heap', 'glibc malloc trim threshold 64 MiB', '--always-sparkplug', '--interrupt-budget=8448 for the first 3 s of CPU']);
+  // bin/ ran the bundled CLI with the code cache the build wrote (src/cli/load-bundle.ts)
+  expect(ev.code).toBe('bundle, code cache used');
   expect(await banner('127.0.0.1', port)).toMatch(/^SSH-2\.0-/);
   if (host === '::') expect(await banner('::1', port)).toMatch(/^SSH-2\.0-/);
   proc.kill('SIGTERM');
@@ -34,6 +36,7 @@ test('BROKER_PROCESS_TUNING=0 leaves the process as node starts it', async () =>
   const proc = spawnProc('broker', BROKER_BIN, ['serve', '--listen', '127.0.0.1:0', '--data-dir', tempDir('rab-broker-'), '--log-format', 'json'], { env: { BROKER_PROCESS_TUNING: '0' } });
   const ev = await proc.waitFor((l) => l.event === 'listening', 15_000, 'the listening line');
   expect(ev.tuning).toEqual([]);
+  expect(ev.code).toBe('bundle, code cache used');
   proc.kill('SIGTERM');
   expect(await proc.waitExit(10_000)).toBe(0);
 });
