@@ -5,12 +5,14 @@
  * that is slower than it should be (V8 flags in NODE_OPTIONS, a node upgrade
  * without a rebuild) shows there.
  */
-let origin = 'files';
+import type { LoadedFrom } from './load-bundle';
 
-export function setCodeOrigin(from: string): void {
+let origin: LoadedFrom = 'files';
+
+export function setCodeOrigin(from: LoadedFrom): void {
   origin = from;
 }
 
-export function codeOrigin(): string {
+export function codeOrigin(): LoadedFrom {
   return origin;
 }
