@@ -63,7 +63,6 @@ const { median, usage } = require('./lib/util');
 const { rotated } = require('./lib/scenarios');
 const { snapshotCode, isRunnableCode, ROOT } = require('./lib/snapshot');
 const { probe } = require('./lib/openssh');
-const { spawn } = require('node:child_process');
 
 const SCENARIOS = {
   download: { unit: 'MiB/s', helpers: 1, run: (c, o) => bulk(client.bulkDownload, c, o) },
@@ -150,13 +149,10 @@ async function latency(chain, o) {
   return { values: [b.persistent?.p50, b.persistent?.p99, b.fresh?.p50, b.fresh?.p99], work: (o.count + freshCount(o)) / 1000, workUnit: '1000 requests' };
 }
 
-/** A new `broker-agent join` (the variant's build and settings) against the chain: spawn to `ready`, to a first answer, and its CPU. */
+/** A new `broker-agent join` beside the chain (its build and settings): spawn to `ready`, to a first answer, and its CPU. */
 async function joinStart(chain, o) {
-  const v = chain.variant;
-  const args = [...v.nodeArgs, path.join(v.build, 'bin', 'broker-agent'), ...ours.joinArgs(chain.broker, chain.dir, chain.code)];
   const start = performance.now();
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, NO_COLOR: '1', ...v.env } });
-  procs.track(child, 'join-start');
+  const child = chain.newHelper(0, { pipeStdout: true });
   try {
     const ready = await procs.waitForJsonLine(child, (ev) => ev.event === 'ready', 30_000, 'join');
     const readyMs = performance.now() - start;
@@ -226,9 +222,9 @@ async function main() {
       const ports = await new Promise((resolve) => relay.once('message', (m) => resolve(m.ports)));
       Object.assign(chainOpts, { broker, helperAddress: `127.0.0.1:${ports[0]}`, deviceAddress: `127.0.0.1:${ports[1]}` });
       const chain = await ours.startChain(chainDir, o.target, chainOpts);
-      return { ...chain, variant: v, close: async () => { await chain.close(); await procs.stop(relay); await procs.stop(broker.child, 5000); } };
+      return { ...chain, close: async () => { await chain.close(); await procs.stop(relay); await procs.stop(broker.child, 5000); } };
     }
-    return { ...(await ours.startChain(chainDir, o.target, chainOpts)), variant: v };
+    return ours.startChain(chainDir, o.target, chainOpts);
   };
   // Started first, so load changes on the machine hit every variant alike (--fresh: one per run instead).
   if (scenario.fresh) opts.fresh = true;

@@ -34,13 +34,14 @@ async function waitForFileJson(file, pred, timeoutMs, what, child) {
   }
 }
 
-function spawnLogged(cmd, args, dir, name, nodeArgs = [], env = {}) {
+/** Spawn node `cmd`, stderr (and stdout, unless `pipeStdout`: then child.stdout) to files in `dir`. */
+function spawnLogged(cmd, args, dir, name, nodeArgs = [], env = {}, { pipeStdout = false } = {}) {
   const out = path.join(dir, `${name}.out`);
   const err = path.join(dir, `${name}.err`);
   const o = fs.openSync(out, 'a');
   const e = fs.openSync(err, 'a');
   const { spawn } = require('node:child_process');
-  const child = spawn(process.execPath, [...nodeArgs, cmd, ...args], { stdio: ['ignore', o, e], env: { ...process.env, NO_COLOR: '1', ...env } });
+  const child = spawn(process.execPath, [...nodeArgs, cmd, ...args], { stdio: ['ignore', pipeStdout ? 'pipe' : o, e], env: { ...process.env, NO_COLOR: '1', ...env } });
   fs.closeSync(o);
   fs.closeSync(e);
   procs.track(child, name);
@@ -129,15 +130,16 @@ async function startChain(dir, target, { broker, helpers = 1, helperAddress, dev
   for (const j of joins) await probe(j.socks, target);
   return {
     name,
-    dir,
-    code: expose.code,
     socks: joins[0].socks,
     socksB: joins[1] && joins[1].socks,
     broker,
     pids: () => [broker.child.pid, expose.child.pid, ...joins.map((j) => j.child.pid)],
     roles: () => ({ broker: broker.child.pid, agent: expose.child.pid, helper: joins[0].child.pid }),
-    /** Spawn one more `broker-agent join` with SOCKS on `port` (the `start` scenario); returns its child. */
-    newHelper: (port) => spawnLogged(bin, joinArgs(broker, dir, expose.code, { address: helperAddress, socks: `127.0.0.1:${port}`, extraArgs: extraJoinArgs }), dir, `join${tag}-new-${port}`, nodeArgs('helper-new'), env).child,
+    /**
+     * Spawn one more `broker-agent join` with SOCKS on `port` (0: any free port) (the
+     * `start` scenarios); returns its child, with child.stdout if `pipeStdout`.
+     */
+    newHelper: (port, { pipeStdout = false } = {}) => spawnLogged(bin, joinArgs(broker, dir, expose.code, { address: helperAddress, socks: `127.0.0.1:${port}`, extraArgs: extraJoinArgs }), dir, `join${tag}-new-${port}-${Date.now()}`, nodeArgs('helper-new'), env, { pipeStdout }).child,
     close: async () => {
       // generous grace: with --cpu-prof the profile is written on the way out
       await Promise.all([...joins.map((j) => j.child), expose.child].map((c) => procs.stop(c, 5000)));

@@ -50,7 +50,9 @@ function cacheDigest(bundle: Buffer, data: Uint8Array): Buffer {
 export interface LoadedEntry {
   entry: typeof Entry;
   from: LoadedFrom;
+  /** The compiled bundle and its bytes (absent when loaded from files). */
   script?: vm.Script;
+  bundle?: Buffer;
 }
 
 /** Load the CLI entry, from the bundle if there is one (with its code cache unless `cacheFile` is null). */
@@ -85,7 +87,7 @@ export function loadEntry(bundleFile = BUNDLE_FILE, cacheFile: string | null = C
       : script.cachedDataRejected ? 'bundle, code cache rejected' : 'bundle, code cache used';
   const entry = mod.exports as typeof Entry;
   entry.setCodeOrigin(from);
-  return { entry, from, script };
+  return { entry, from, script, bundle };
 }
 
 /**
@@ -94,11 +96,11 @@ export function loadEntry(bundleFile = BUNDLE_FILE, cacheFile: string | null = C
  * has compiled. Returns the cache's size in bytes.
  */
 export function writeCodeCache(bundleFile = BUNDLE_FILE, cacheFile = CODE_CACHE_FILE): number {
-  const { entry, script } = loadEntry(bundleFile, null);
-  if (!script) throw new Error(`no bundle at ${bundleFile}: run npm run build`);
+  const { entry, script, bundle } = loadEntry(bundleFile, null);
+  if (!script || !bundle) throw new Error(`no bundle at ${bundleFile}: run npm run build`);
   entry.loadCommands();
   const data = script.createCachedData();
-  const file = Buffer.concat([cacheDigest(fs.readFileSync(bundleFile), data), data]);
+  const file = Buffer.concat([cacheDigest(bundle, data), data]);
   const tmp = `${cacheFile}.${process.pid}.tmp`;
   fs.writeFileSync(tmp, file);
   fs.renameSync(tmp, cacheFile);
