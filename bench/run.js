@@ -2,7 +2,8 @@
 'use strict';
 /**
  * Benchmark: direct vs the OpenSSH chain (ssh -R dynamic + ssh -L, both "-N" and
- * "-tt ... sleep") vs ours (broker + expose + join), side by side, on loopback.
+ * "-tt ... sleep") vs ours (broker + expose + join), side by side, on loopback; with
+ * "plain-node" (ours' shape as plain Node TCP relays, no SSH) as the Node floor.
  *
  *   npm run bench                       full run (sizes from the issue)
  *   npm run bench -- --quick            small sizes (CI smoke, < 2 minutes)
@@ -105,6 +106,7 @@ async function main() {
   const { SCENARIOS } = require('./lib/scenarios');
   const ossh = require('./lib/openssh');
   const ours = require('./lib/ours');
+  const plainNode = require('./lib/plain-node');
 
   const sizes = sizesFor(opts);
   const names = opts.only ?? Object.keys(SCENARIOS);
@@ -143,6 +145,8 @@ async function main() {
   const variants = () => {
     variantsPromise ??= (async () => {
       const list = [{ name: 'direct', socks: null, socksB: null, pids: () => [] }];
+      log('starting the plain-node chain (our chain\'s shape as plain Node TCP relays, no SSH)');
+      list.push(await plainNode.startChain(path.join(dir, 'plain-node'), target));
       if (sshd) {
         for (const variant of ['N', 'tt']) {
           log(`starting OpenSSH chain (${variant === 'N' ? 'ssh -N' : 'ssh -tt ... sleep'}, ${ossh.CIPHER})`);

@@ -2,11 +2,37 @@
 'use strict';
 /**
  * Summarise a V8 .cpuprofile (from `npm run bench -- --cpu-prof`): top functions
- * by self time, and self time grouped by package/file.
+ * by self time, and self time grouped by package/file. Frames in the CLI bundle
+ * (dist/cli.bundle.js) are mapped back to their source file and line through the
+ * bundle's source map, so ssh2, yargs and each of our modules get their own group.
  * Usage: node bench/lib/profile-summary.js FILE.cpuprofile [TOP=25]
  */
 const fs = require('node:fs');
 const path = require('node:path');
+const { SourceMap } = require('node:module');
+
+/** url -> SourceMap of the file beside it (FILE.map), or null. */
+const maps = new Map();
+function sourceMapFor(url) {
+  if (!maps.has(url)) {
+    let map = null;
+    try {
+      const file = url.replace(/^file:\/\//, '');
+      map = new SourceMap(JSON.parse(fs.readFileSync(`${file}.map`, 'utf8')));
+    } catch { /* no map beside it: keep the generated position */ }
+    maps.set(url, map);
+  }
+  return maps.get(url);
+}
+
+/** The frame's original { url, line } (0-based line) when its file has a source map. */
+function original(cf) {
+  const map = cf.url ? sourceMapFor(cf.url) : null;
+  const e = map && cf.lineNumber >= 0 ? map.findEntry(cf.lineNumber, Math.max(0, cf.columnNumber)) : null;
+  if (!e || !e.originalSource) return { url: cf.url || '', line: cf.lineNumber };
+  const base = path.dirname(cf.url.replace(/^file:\/\//, ''));
+  return { url: path.resolve(base, e.originalSource), line: e.originalLine };
+}
 
 function summarise(file, top = 25) {
   const prof = JSON.parse(fs.readFileSync(file, 'utf8'));
@@ -28,8 +54,8 @@ function summarise(file, top = 25) {
     const n = byId.get(id);
     const cf = n.callFrame;
     if (cf.functionName === '(idle)') continue;
-    const url = cf.url || '';
-    const where = url ? `${shorten(url)}:${cf.lineNumber + 1}` : '';
+    const { url, line } = original(cf);
+    const where = url ? `${shorten(url)}:${line + 1}` : '';
     const key = `${cf.functionName || '(anonymous)'} ${where}`.trim();
     fnTime.set(key, (fnTime.get(key) || 0) + us);
     const group = url ? groupOf(url) : cf.functionName.startsWith('(') ? cf.functionName : '(native)';
@@ -44,7 +70,7 @@ function summarise(file, top = 25) {
 }
 
 function shorten(url) {
-  return url.replace(/^file:\/\//, '').replace(/^.*node_modules\//, '~/').replace(/^.*\/dist\//, 'dist/');
+  return url.replace(/^file:\/\//, '').replace(/^.*node_modules\//, '~/').replace(/^.*\/(dist|src)\//, '$1/');
 }
 
 function groupOf(url) {

@@ -5,6 +5,8 @@
  * Columns: median [min–max] per variant, then
  *   ours/OpenSSH: ours' median / the better of the two OpenSSH medians
  *   ours/direct:  ours' median / direct's median
+ *   ours/plain:   ours' median / plain-node's (our chain's shape as plain Node TCP
+ *                 relays, no SSH: bench/lib/plain-node.js), where a scenario runs it
  *   fast-open/OpenSSH: as ours/OpenSSH for "ours-fast-open" (`join --fast-open`), where a
  *                 scenario runs it (wan)
  * Ratios are raw quotients: for "higher is better" rows (MiB/s, conn/s) above
@@ -13,7 +15,7 @@
  */
 const { median } = require('./util');
 
-const VARIANTS = ['direct', 'openssh-N', 'openssh-tt', 'ours', 'ours-fast-open'];
+const VARIANTS = ['direct', 'plain-node', 'openssh-N', 'openssh-tt', 'ours', 'ours-fast-open'];
 
 class Results {
   constructor(name, title) {
@@ -58,6 +60,7 @@ class Results {
         opensshBest: best ? best.v : null,
         oursVsOpenssh: quotient(med('ours'), bestM),
         oursVsDirect: quotient(med('ours'), med('direct')),
+        oursVsPlain: quotient(med('ours'), med('plain-node')),
         ...(fast !== null ? { fastOpenVsOpenssh: fast } : {}),
       });
     }
@@ -89,13 +92,15 @@ function fmtRatio(r) {
 function renderTable(sum) {
   const present = VARIANTS.filter((v) => sum.rows.some((r) => r.stats[v] && r.stats[v].median !== null));
   const fastOpen = sum.rows.some((r) => r.fastOpenVsOpenssh !== undefined);
-  const header = ['metric', 'unit', ...present, 'ours/OpenSSH', 'ours/direct', ...(fastOpen ? ['fast-open/OpenSSH'] : [])];
+  const plain = sum.rows.some((r) => r.oursVsPlain !== null && r.oursVsPlain !== undefined);
+  const header = ['metric', 'unit', ...present, 'ours/OpenSSH', 'ours/direct', ...(plain ? ['ours/plain'] : []), ...(fastOpen ? ['fast-open/OpenSSH'] : [])];
   const lines = sum.rows.map((r) => [
     r.metric,
     `${r.unit} ${r.better === 'higher' ? '^' : 'v'}`,
     ...present.map((v) => cell(r.stats[v])),
     r.oursVsOpenssh === null ? '-' : `${fmtRatio(r.oursVsOpenssh)}${r.opensshBest ? ` (${r.opensshBest.replace('openssh-', '')})` : ''}`,
     fmtRatio(r.oursVsDirect),
+    ...(plain ? [fmtRatio(r.oursVsPlain ?? null)] : []),
     ...(fastOpen ? [fmtRatio(r.fastOpenVsOpenssh ?? null)] : []),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => String(l[i]).length)));
@@ -116,6 +121,7 @@ const LEGEND = [
   'Cells: median [min-max] over repeated runs.  unit ^ = higher is better, v = lower is better.',
   'ours/OpenSSH = ours / the better OpenSSH flavour (N = "ssh -N", tt = "ssh -tt ... sleep", TCP_NODELAY);',
   'ours/direct = ours / no tunnel.  For ^ rows a ratio below 1.00x means ours is slower; for v rows above 1.00x means ours costs more.',
+  'plain-node = the shape of our chain (device, broker, helpers: one Node process each) as plain TCP relays, no SSH; ours/plain = ours / plain-node.',
   'fast-open/OpenSSH (wan) = ours with `join --fast-open` / the better OpenSSH flavour.',
 ].join('\n');
 

@@ -2,7 +2,8 @@
 /**
  * The six scenarios of the benchmark. Each gets a context:
  *   ctx.sizes      sizes for this run (--quick or full)
- *   ctx.variants() the main variants, started on first use: direct, openssh-N, openssh-tt, ours
+ *   ctx.variants() the main variants, started on first use: direct, plain-node, openssh-N,
+ *                  openssh-tt, ours (plain-node: bench/lib/plain-node.js)
  *   ctx.target     { host, port } of the target server
  *   ctx.sshd       the private sshd (or null with --skip-openssh)
  *   ctx.dir        temp dir for logs, keys, data

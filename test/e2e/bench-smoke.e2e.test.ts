@@ -29,6 +29,9 @@ test('npm run bench -- --quick (httpfront, connections, slowlink, start) produce
   expect(median('httpfront', 'keep-alive requests/s via HTTP proxy')).toBeGreaterThan(0);
   expect(median('httpfront', 'keep-alive requests/s via SOCKS')).toBeGreaterThan(0);
   expect(median('connections', 'connections/s (sequential)')).toBeGreaterThan(0);
+  // the plain-node floor (our chain's shape as plain Node relays) runs beside ours
+  const plain = byName.connections!.rows.find((r) => r.metric === 'connections/s (sequential)')?.stats['plain-node']?.median;
+  expect(plain).toBeGreaterThan(0);
   // a new broker-agent join, spawn to its first answer: at least node's own start
   expect(median('start', 'new helper: spawn to first answer')).toBeGreaterThan(20);
   expect(median('start', 'new helper: its CPU until then')).toBeGreaterThan(0);
@@ -58,6 +61,49 @@ test('npm run bench -- --quick --only wan runs ours with and without join --fast
   expect(exact).toBeGreaterThanOrEqual(40);
   expect(median('SOCKS success reply p50', 'ours-fast-open')).toBeLessThan(exact);
 }, 200_000);
+
+test('bench/channel-cost.js times an ssh2 channel against a TCP connection per stream', async () => {
+  const { stdout } = await run(process.execPath, [path.join(REPO, 'bench', 'channel-cost.js'), '--count', '100', '--repeats', '1'], 60_000);
+  const row = (metric: string) => {
+    const line = stdout.split('\n').find((l) => l.startsWith(metric));
+    expect(line).toBeDefined();
+    return line!.slice(metric.length).trim().split(/\s+/);
+  };
+  const [tcpRate, sshRate, rateRatio] = row('cycles/s');
+  expect(Number(tcpRate)).toBeGreaterThan(0);
+  expect(Number(sshRate)).toBeGreaterThan(0);
+  expect(rateRatio).toMatch(/^\d+\.\d\dx$/);
+  // CPU is read from /proc in 10 ms ticks: a short run may see none, never a negative or a non-number
+  for (const metric of ['CPU µs per cycle, client', 'CPU µs per cycle, server']) {
+    const [tcp, ssh2] = row(metric).map(Number);
+    expect(tcp).toBeGreaterThanOrEqual(0);
+    expect(ssh2).toBeGreaterThanOrEqual(0);
+  }
+}, 90_000);
+
+test('bench/lib/profile-summary.js maps frames of a bundle back to their sources through the map beside it', async () => {
+  const dir = tempDir('rab-prof-');
+  const bundle = path.join(dir, 'dist', 'bundle.js');
+  fs.mkdirSync(path.dirname(bundle));
+  fs.writeFileSync(bundle, 'function a(){}function b(){}\n');
+  // line 0: columns 0-13 come from src/first.ts line 3, columns 14- from node_modules/pkg/lib/x.js line 7
+  fs.writeFileSync(`${bundle}.map`, JSON.stringify({ version: 3, sources: ['../src/first.ts', '../node_modules/pkg/lib/x.js'], names: [], mappings: 'AAEA,cCIA' }));
+  const frame = (id: number, functionName: string, url: string, columnNumber: number) => ({ id, callFrame: { functionName, scriptId: '1', url, lineNumber: 0, columnNumber } });
+  const url = `file://${bundle}`;
+  const profile = {
+    nodes: [frame(1, '(root)', '', -1), frame(2, 'a', url, 2), frame(3, 'b', url, 20), frame(4, 'c', 'file:///elsewhere/plain.js', 0)],
+    startTime: 0, endTime: 4000, samples: [2, 3, 3, 4], timeDeltas: [1000, 1000, 1000, 1000],
+  };
+  const file = path.join(dir, 'x.cpuprofile');
+  fs.writeFileSync(file, JSON.stringify(profile));
+  const { stdout } = await run(process.execPath, [path.join(REPO, 'bench', 'lib', 'profile-summary.js'), file], 30_000);
+  expect(stdout).toContain('a src/first.ts:3');
+  expect(stdout).toContain('b ~/pkg/lib/x.js:7');
+  expect(stdout).toMatch(/50\.0%\s+pkg\/lib\/x\.js/);
+  expect(stdout).toMatch(/25\.0%\s+src\/first\.ts/);
+  // a file with no map beside it keeps its own position
+  expect(stdout).toContain('c /elsewhere/plain.js:1');
+}, 60_000);
 
 test('bench/ab.js runs variants side by side, each with its own settings, and rejects a malformed one', async () => {
   const ab = path.join(REPO, 'bench', 'ab.js');
