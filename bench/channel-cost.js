@@ -19,7 +19,6 @@
  * Traffic stays on 127.0.0.1. Every loop is bounded by its count and a 60 s deadline.
  */
 const net = require('node:net');
-const { fork } = require('node:child_process');
 const { usage, median } = require('./lib/util');
 const procs = require('./lib/procs');
 
@@ -136,7 +135,6 @@ async function main() {
     process.stdout.write(`${label.padEnd(26)}${t.toFixed(0).padStart(10)}${s.toFixed(0).padStart(10)}${`${(s / t).toFixed(2)}x`.padStart(10)}\n`);
   }
 }
-
 
 if (process.argv[2] === '--serve') serve(process.argv[3]);
 else main().catch(async (err) => { process.stderr.write(`channel-cost: ${err.stack || err}\n`); await procs.stopAll(); process.exit(2); });
