@@ -98,12 +98,8 @@ async function main() {
   const count = opt('count', 2000);
   const repeats = opt('repeats', 5);
   const start = async (kind) => {
-    const child = procs.startNode(__filename, ['--serve', kind], { name: `${kind}-server` });
-    const port = await new Promise((resolve, reject) => {
-      child.once('message', (m) => resolve(m.port));
-      child.once('exit', (code) => reject(new Error(`${kind} server exited (${code})`)));
-    });
-    return { child, port };
+    const { child, message } = await procs.startNodeReporting(__filename, ['--serve', kind], { name: `${kind}-server` });
+    return { child, port: message.port };
   };
   const tcpServer = await start('tcp');
   const sshServer = await start('ssh2');

@@ -12,12 +12,8 @@ const procs = require('./procs');
 const { probe } = require('./openssh');
 
 async function startRelay(args, name, dir) {
-  const child = procs.startNode(path.join(__dirname, 'plain-relay.js'), args, { name, logFile: path.join(dir, `${name}.log`) });
-  const port = await new Promise((resolve, reject) => {
-    child.once('message', (m) => resolve(m.port));
-    child.once('exit', (code) => reject(new Error(`${name} exited (${code}) before listening`)));
-  });
-  return { child, port };
+  const { child, message } = await procs.startNodeReporting(path.join(__dirname, 'plain-relay.js'), args, { name, logFile: path.join(dir, `${name}.log`) });
+  return { child, port: message.port };
 }
 
 async function startChain(dir, target, { helpers = 2 } = {}) {

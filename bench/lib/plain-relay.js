@@ -15,6 +15,7 @@
  */
 const net = require('node:net');
 const tuning = require('../../dist/transport/process-tuning.js');
+const socks5 = require('../../dist/protocol/socks5.js');
 
 tuning.applyProcessTuning();
 
@@ -37,48 +38,44 @@ function pipeTo(port) {
   };
 }
 
-/** SOCKS5 with no authentication; CONNECT to IPv4, IPv6 or a name. Replies 0x05 on a failed dial. */
+/**
+ * SOCKS5 with no authentication, CONNECT only, parsed by the project's own parser
+ * (dist/protocol/socks5.js, what every SOCKS server of ours uses). Replies 0x05 on a
+ * failed dial; a malformed message gets the parser's reply, if any, and is cut.
+ */
 function socks(client) {
   client.setNoDelay(true);
   client.on('error', () => client.destroy());
   let buf = Buffer.alloc(0);
   let greeted = false;
+  const refuse = (failed) => { if (failed.reply) client.end(failed.reply); else client.destroy(); };
   const onData = (d) => {
     buf = buf.length ? Buffer.concat([buf, d]) : d;
     if (!greeted) {
-      if (buf.length < 2 || buf.length < 2 + buf[1]) return;
-      if (buf[0] !== 5) { client.destroy(); return; }
-      buf = buf.subarray(2 + buf[1]);
+      const g = socks5.parseGreeting(buf);
+      if (g.state === 'need-more') return;
+      if (g.state === 'error') { refuse(g); return; }
+      buf = buf.subarray(g.consumed);
       greeted = true;
-      client.write(Buffer.from([5, 0]));
+      client.write(socks5.encodeMethodSelection(socks5.SocksMethod.NO_AUTH));
     }
-    if (buf.length < 5) return;
-    const atyp = buf[3];
-    const addrLen = atyp === 1 ? 4 : atyp === 4 ? 16 : atyp === 3 ? 1 + buf[4] : -1;
-    if (buf[0] !== 5 || buf[1] !== 1 || addrLen < 0) { client.destroy(); return; }
-    if (buf.length < 4 + addrLen + 2) return;
-    const a = buf.subarray(4, 4 + addrLen);
-    const host = atyp === 1 ? a.join('.') : atyp === 3 ? a.subarray(1).toString() : ipv6(a);
-    const port = buf.readUInt16BE(4 + addrLen);
-    const rest = buf.subarray(4 + addrLen + 2);
+    const r = socks5.parseRequest(buf);
+    if (r.state === 'need-more') return;
+    if (r.state === 'error') { refuse(r); return; }
+    if (r.command !== socks5.SocksCommand.CONNECT) { client.end(socks5.encodeReply(0x07)); return; }
+    const rest = buf.subarray(r.consumed);
     client.off('data', onData);
     client.pause();
-    const up = net.connect({ host, port, noDelay: true });
-    up.once('error', () => { if (!client.destroyed) client.end(Buffer.from([5, 5, 0, 1, 0, 0, 0, 0, 0, 0])); });
+    const up = net.connect({ host: r.target.host, port: r.target.port, noDelay: true });
+    up.once('error', () => { if (!client.destroyed) client.end(socks5.encodeReply(0x05)); });
     up.once('connect', () => {
-      client.write(Buffer.from([5, 0, 0, 1, 0, 0, 0, 0, 0, 0]));
+      client.write(socks5.encodeReply(0x00));
       if (rest.length) up.write(rest);
       join(client, up);
       client.resume();
     });
   };
   client.on('data', onData);
-}
-
-function ipv6(a) {
-  const parts = [];
-  for (let i = 0; i < 16; i += 2) parts.push(a.readUInt16BE(i).toString(16));
-  return parts.join(':');
 }
 
 const server = net.createServer(mode === 'socks' ? socks : pipeTo(Number(portArg)));

@@ -60,6 +60,19 @@ function startNode(script, args, { name, logFile, execArgv = [], env } = {}) {
   return child;
 }
 
+/**
+ * Fork a Node script that reports over IPC once it is ready (a listening port, say):
+ * resolves { child, message } with its first message, rejects if it exits first.
+ */
+async function startNodeReporting(script, args, opts = {}) {
+  const child = startNode(script, args, opts);
+  const message = await new Promise((resolve, reject) => {
+    child.once('message', resolve);
+    child.once('exit', (code, sig) => reject(new Error(`${opts.name ?? script} exited (${code ?? sig}) before it was ready`)));
+  });
+  return { child, message };
+}
+
 /** Resolve with the first parsed JSON line on child's stdout matching pred (keeps draining afterwards). */
 function waitForJsonLine(child, pred, timeoutMs, what, onLine) {
   return new Promise((resolve, reject) => {
@@ -115,4 +128,4 @@ function killAllSync() {
   live.clear();
 }
 
-module.exports = { start, startNode, stop, stopAll, killAllSync, waitForJsonLine, track };
+module.exports = { start, startNode, startNodeReporting, stop, stopAll, killAllSync, waitForJsonLine, track };

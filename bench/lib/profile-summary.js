@@ -11,27 +11,26 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { SourceMap } = require('node:module');
 
-/** url -> SourceMap of the file beside it (FILE.map), or null. */
+/** File path -> SourceMap of the file beside it (FILE.map), or null. */
 const maps = new Map();
-function sourceMapFor(url) {
-  if (!maps.has(url)) {
+function sourceMapFor(file) {
+  if (!maps.has(file)) {
     let map = null;
     try {
-      const file = url.replace(/^file:\/\//, '');
       map = new SourceMap(JSON.parse(fs.readFileSync(`${file}.map`, 'utf8')));
     } catch { /* no map beside it: keep the generated position */ }
-    maps.set(url, map);
+    maps.set(file, map);
   }
-  return maps.get(url);
+  return maps.get(file);
 }
 
 /** The frame's original { url, line } (0-based line) when its file has a source map. */
 function original(cf) {
-  const map = cf.url ? sourceMapFor(cf.url) : null;
+  const file = (cf.url || '').replace(/^file:\/\//, '');
+  const map = file ? sourceMapFor(file) : null;
   const e = map && cf.lineNumber >= 0 ? map.findEntry(cf.lineNumber, Math.max(0, cf.columnNumber)) : null;
   if (!e || !e.originalSource) return { url: cf.url || '', line: cf.lineNumber };
-  const base = path.dirname(cf.url.replace(/^file:\/\//, ''));
-  return { url: path.resolve(base, e.originalSource), line: e.originalLine };
+  return { url: path.resolve(path.dirname(file), e.originalSource), line: e.originalLine };
 }
 
 function summarise(file, top = 25) {
