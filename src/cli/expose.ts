@@ -58,6 +58,7 @@ export async function runExpose(args: ExposeArgs): Promise<void> {
           '',
           'Waiting for helpers. Press Ctrl-C to end the session.',
         ].join('\n'));
+        out.flush(); // the code someone waits for
       } else if (ev.event !== 'session-ended') {
         out.event(ev, eventText(ev));
       }

@@ -59,6 +59,7 @@ export async function runJoin(args: JoinArgs): Promise<void> {
       ...(args['fast-open'] ? ['Fast open: on (a connection the device cannot make is reset; the reason is printed here).'] : []),
       'Press Ctrl-C to leave.',
     ].join('\n'));
+    out.flush(); // whoever started us waits for this line
     applyRunningTuning(); // joined: from here on, tuning for the traffic's code
   } catch (err) {
     fail('broker-agent join', err, args.json);

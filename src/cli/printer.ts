@@ -2,17 +2,26 @@
  * Output for client commands: JSON lines on stdout with --json, readable text otherwise.
  *
  * Lines for stdout are written at the end of the event-loop turn, all of that turn's
- * in one write, and on exit. stdout to a file, pipe or terminal is a synchronous
- * write here: written at once, a device's `stream-opened` line sat between the
- * device's dial and its answer to the broker (the answer is corked until the end of
- * the tick, see transport/coalesce.ts), on every new connection's way.
+ * in one write; right after a write, the next waits until PACE_MS have passed, so a
+ * device's stream lines while a helper loads a page go out a few at a time. stdout to
+ * a file, pipe or terminal is a synchronous write here: written at once, a device's
+ * `stream-opened` line sat between the device's dial and its answer to the broker
+ * (the answer is corked until the end of the tick, see transport/coalesce.ts), on
+ * every new connection's way; and a write per line was a syscall per line (two per
+ * stream on a device). What waits is written on exit and by `flushAll()`.
  */
+
+/** Most time a line waits after the previous write. */
+export const PACE_MS = 20;
+
 export class Printer {
   private static readonly all = new Set<Printer>();
   private pending = '';
   private scheduled = false;
+  private timer: NodeJS.Timeout | undefined;
+  private lastWrite = -Infinity;
 
-  constructor(private readonly json: boolean) {
+  constructor(private readonly json: boolean, private readonly paceMs = PACE_MS) {
     if (Printer.all.size === 0) process.once('exit', () => Printer.flushAll());
     Printer.all.add(this);
   }
@@ -33,12 +42,17 @@ export class Printer {
     else this.print(text);
   }
 
-  /** Write what waits now. */
+  /** Write what waits now (also a line someone waits for: the session code, `ready`). */
   flush(): void {
     this.scheduled = false;
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
     if (this.pending === '') return;
     const text = this.pending;
     this.pending = '';
+    this.lastWrite = performance.now();
     process.stdout.write(text);
   }
 
@@ -46,6 +60,8 @@ export class Printer {
     this.pending += `${line}\n`;
     if (this.scheduled) return;
     this.scheduled = true;
-    setImmediate(() => this.flush());
+    const wait = this.lastWrite + this.paceMs - performance.now();
+    if (wait <= 0) setImmediate(() => { if (this.scheduled && !this.timer) this.flush(); });
+    else this.timer = setTimeout(() => this.flush(), wait).unref(); // on exit, flushAll writes what waits
   }
 }
