@@ -209,11 +209,13 @@ export function relay(a: Duplex, b: Duplex, opts: { flushTimeoutMs?: number } = 
       if (!other.destroyed) {
         other.resume(); // nobody reads it any more: discard instead of buffering
         if (!other.writableEnded) other.end();
-        const t = setTimeout(() => other.destroy(), flushTimeoutMs);
-        t.unref();
-        timers.push(t);
-        if (other.writableFinished) other.destroy();
-        else other.once('finish', () => other.destroy());
+        if (other.writableFinished) other.destroy(); // already flushed (usual: both ends closed together): no timer
+        else {
+          const t = setTimeout(() => other.destroy(), flushTimeoutMs);
+          t.unref();
+          timers.push(t);
+          other.once('finish', () => other.destroy());
+        }
       }
       if (++closed === 2) {
         for (const t of timers) clearTimeout(t);

@@ -66,6 +66,41 @@ describe('relay', () => {
     closeB();
   });
 
+  test('when one side closes, the other gets flushTimeoutMs to flush what it holds, then is destroyed', async () => {
+    const a = new PassThrough();
+    // b never finishes its writes: its peer stopped reading
+    const b = new Duplex({ read() {}, write(_chunk, _enc, _cb) { /* never calls back */ } });
+    const done = relay(a, b, { flushTimeoutMs: 50 });
+    a.write('stuck');
+    await new Promise((r) => setImmediate(r));
+    const t0 = performance.now();
+    a.destroy();
+    const r = await done;
+    expect(b.destroyed).toBe(true);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(45);
+    expect(r.aToB).toBe(5);
+  });
+
+  test('a side that has already flushed is destroyed at once when the other closes, without a flush timer', async () => {
+    // Sockets' directions are independent: a sends EOF, b's write side finishes, both stay open
+    const a = new Duplex({ read() {}, write(_chunk, _enc, cb) { cb(); } });
+    const b = new Duplex({ read() {}, write(_chunk, _enc, cb) { cb(); } });
+    const done = relay(a, b, { flushTimeoutMs: 60_000 });
+    a.push(null); // EOF from a: the relay ends b, which finishes
+    await new Promise((r) => setImmediate(r));
+    expect(b.writableFinished).toBe(true);
+    expect(b.destroyed).toBe(false);
+    const timers = jest.spyOn(global, 'setTimeout');
+    try {
+      a.destroy();
+      await done;
+      expect(b.destroyed).toBe(true);
+      expect(timers).not.toHaveBeenCalled();
+    } finally {
+      timers.mockRestore();
+    }
+  });
+
   test('plain EOF from one side is only a half-close: the relay waits for the other side', async () => {
     const [left, leftPeer, closeA] = await socketPair();
     const [rightPeer, right, closeB] = await socketPair();
