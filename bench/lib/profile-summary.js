@@ -2,7 +2,10 @@
 'use strict';
 /**
  * Summarise a V8 .cpuprofile (from `npm run bench -- --cpu-prof`): top functions
- * by self time, and self time grouped by package/file. Frames in the CLI bundle
+ * by self time, self time grouped by package/file, and busy time by the innermost
+ * function of ours (src/) on each sample's stack: what our code costs including what
+ * it calls in Node and in packages (a socket write, winston, prom-client), which
+ * self time spreads across hundreds of small frames. Frames in the CLI bundle
  * (dist/cli.bundle.js) are mapped back to their source file and line through the
  * bundle's source map, so ssh2, yargs and each of our modules get their own group.
  * Usage: node bench/lib/profile-summary.js FILE.cpuprofile [TOP=25]
@@ -60,11 +63,34 @@ function summarise(file, top = 25) {
     const group = url ? groupOf(url) : cf.functionName.startsWith('(') ? cf.functionName : '(native)';
     fileTime.set(group, (fileTime.get(group) || 0) + us);
   }
+  // Inclusive: each busy sample goes to the innermost frame from src/ on its stack.
+  const parent = new Map();
+  for (const n of prof.nodes) for (const c of n.children || []) parent.set(c, n.id);
+  const ours = new Map(); // node id -> label of its innermost src/ frame (itself or a caller)
+  const oursOf = (id) => {
+    if (ours.has(id)) return ours.get(id);
+    const cf = byId.get(id).callFrame;
+    const { url, line } = original(cf);
+    const u = url.replace(/^file:\/\//, '');
+    let label;
+    if (/(^|\/)src\//.test(u) && !u.includes('node_modules/')) label = `${cf.functionName || '(anonymous)'} ${shorten(u)}:${line + 1}`;
+    else label = parent.has(id) ? oursOf(parent.get(id)) : '(no frame of ours)';
+    ours.set(id, label);
+    return label;
+  };
+  const underOurs = new Map();
+  for (const [id, us] of self) {
+    if (byId.get(id).callFrame.functionName === '(idle)') continue;
+    const k = oursOf(id);
+    underOurs.set(k, (underOurs.get(k) || 0) + us);
+  }
   const lines = [`${path.basename(file)}: ${(all / 1000).toFixed(0)} ms sampled, ${(total / 1000).toFixed(0)} ms busy (percentages below are of busy time)`];
   lines.push('  top functions by self time:');
   for (const [k, us] of [...fnTime].sort((a, b) => b[1] - a[1]).slice(0, top)) lines.push(`    ${((100 * us) / total).toFixed(1).padStart(5)}%  ${k}`);
   lines.push('  self time by module:');
   for (const [k, us] of [...fileTime].sort((a, b) => b[1] - a[1]).slice(0, 12)) lines.push(`    ${((100 * us) / total).toFixed(1).padStart(5)}%  ${k}`);
+  lines.push('  busy time by our innermost function on the stack (including what it calls):');
+  for (const [k, us] of [...underOurs].sort((a, b) => b[1] - a[1]).slice(0, top)) lines.push(`    ${((100 * us) / total).toFixed(1).padStart(5)}%  ${k}`);
   return lines.join('\n');
 }
 

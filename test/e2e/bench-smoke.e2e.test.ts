@@ -91,7 +91,8 @@ test('bench/lib/profile-summary.js maps frames of a bundle back to their sources
   const frame = (id: number, functionName: string, url: string, columnNumber: number) => ({ id, callFrame: { functionName, scriptId: '1', url, lineNumber: 0, columnNumber } });
   const url = `file://${bundle}`;
   const profile = {
-    nodes: [frame(1, '(root)', '', -1), frame(2, 'a', url, 2), frame(3, 'b', url, 20), frame(4, 'c', 'file:///elsewhere/plain.js', 0)],
+    // a (ours) calls b (a package's): b's time is also a's, inclusively
+    nodes: [{ ...frame(1, '(root)', '', -1), children: [2, 4] }, { ...frame(2, 'a', url, 2), children: [3] }, frame(3, 'b', url, 20), frame(4, 'c', 'file:///elsewhere/plain.js', 0)],
     startTime: 0, endTime: 4000, samples: [2, 3, 3, 4], timeDeltas: [1000, 1000, 1000, 1000],
   };
   const file = path.join(dir, 'x.cpuprofile');
@@ -103,6 +104,10 @@ test('bench/lib/profile-summary.js maps frames of a bundle back to their sources
   expect(stdout).toMatch(/25\.0%\s+src\/first\.ts/);
   // a file with no map beside it keeps its own position
   expect(stdout).toContain('c /elsewhere/plain.js:1');
+  // inclusive: a's own sample and b's two under it are a's; c has no frame of ours above it
+  const inclusive = stdout.slice(stdout.indexOf('busy time by our innermost function'));
+  expect(inclusive).toMatch(/75\.0%\s+a src\/first\.ts:3/);
+  expect(inclusive).toMatch(/25\.0%\s+\(no frame of ours\)/);
 }, 60_000);
 
 test('bench/ab.js runs variants side by side, each with its own settings, and rejects a malformed one', async () => {
