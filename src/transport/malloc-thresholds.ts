@@ -37,6 +37,7 @@
  * switch glibc's adjustment off) the buffer is one mapping made and unmade: harmless.
  * Not on other operating systems.
  */
+import fs from 'node:fs';
 
 /** glibc's upper bound for the dynamic mmap threshold: 4 MiB × sizeof(long). */
 export function dynamicThresholdMax(arch: string = process.arch): number {
@@ -63,4 +64,23 @@ export function raiseMallocThresholds(platform: NodeJS.Platform = process.platfo
   } catch {
     return false; // no 32 MiB of address space to spare (a strict overcommit limit): start without it
   }
+}
+
+/**
+ * Whether this process's C library is glibc (its libc.so.6 is mapped, no musl loader
+ * is), from /proc/self/maps (or `maps`); false when that cannot be read. Only glibc
+ * raises its thresholds as above: elsewhere raiseMallocThresholds changes nothing, and
+ * the tuning report must not say it did. Reading the file takes about a millisecond,
+ * so it is read when the report is made, not at every start.
+ */
+export function usesGlibc(maps?: string): boolean {
+  let text = maps;
+  if (text === undefined) {
+    try {
+      text = fs.readFileSync('/proc/self/maps', 'latin1');
+    } catch {
+      return false;
+    }
+  }
+  return /\/libc(\.so\.6|-2\.\d+\.so)$/m.test(text) && !/\/ld-musl-[^/\s]*\.so\.1$/m.test(text);
 }

@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import { markingMode } from '../../src/transport/marking-mode';
 import { applyProcessTuning, appliedProcessTuning, applyRunningTuning, ATOMIC_MARKING, MALLOC_THRESHOLDS, RUNNING_FLAGS, V8_FLAGS, WARMING_UP, warmingUp } from '../../src/transport/process-tuning';
 import { isWarm } from '../../src/transport/warm-up';
+import { usesGlibc } from '../../src/transport/malloc-thresholds';
 
 test('BROKER_PROCESS_TUNING=0 applies nothing, and nothing once running', () => {
   const before = crypto.randomFillSync;
@@ -12,7 +13,7 @@ test('BROKER_PROCESS_TUNING=0 applies nothing, and nothing once running', () => 
 });
 
 test('by default: the padding pool and the GC settings at start, the compiler settings once running; applying twice is harmless', () => {
-  const atStart = ['random-pool', ...V8_FLAGS, ATOMIC_MARKING, ...(process.platform === 'linux' ? [MALLOC_THRESHOLDS] : [])];
+  const atStart = ['random-pool', ...V8_FLAGS, ATOMIC_MARKING, ...(process.platform === 'linux' && usesGlibc() ? [MALLOC_THRESHOLDS] : [])];
   expect(applyProcessTuning({})).toEqual(atStart);
   expect(RUNNING_FLAGS.some((f) => atStart.includes(f))).toBe(false);
   expect(warmingUp()).toBe(false); // the warm-up budget waits for the program to be up
