@@ -98,7 +98,7 @@ let warmUp: WarmUp | undefined;
 let poolServesSsh2: boolean | undefined;
 /** Whether the malloc thresholds were raised (once per process: Linux). */
 let mallocRaised: boolean | undefined;
-/** Whether glibc did raise them (checked once, when first reported). */
+/** Whether glibc did raise them (read from /proc/self/maps once, when first reported). */
 let glibc: boolean | undefined;
 
 /** Apply the tuning unless disabled; returns what was applied. */
