@@ -81,6 +81,22 @@ test('bench/channel-cost.js times an ssh2 channel against a TCP connection per s
   }
 }, 90_000);
 
+test('bench/turn-cost.js times per-stream pieces once per event-loop turn, builds side by side; a build that is not one is refused', async () => {
+  const script = path.join(REPO, 'bench', 'turn-cost.js');
+  const { stdout } = await run(process.execPath, [script, '--blocks', '2', '--turns', '5', `build=${REPO}`], 60_000);
+  const rows = stdout.split('\n').filter((l) => /^(empty|audit-line|stream-lines|next-tick) /.test(l));
+  expect(rows).toHaveLength(8); // 4 pieces x 2 builds
+  for (const r of rows) {
+    const [active, cpu] = r.slice(42).trim().split(/\s+/).map(Number.parseFloat);
+    expect(Number.isFinite(active)).toBe(true);
+    expect(Number.isFinite(cpu)).toBe(true);
+  }
+  // an empty turn costs something; the second build's rows carry a ratio to the first
+  expect(Number.parseFloat(rows[0]!.slice(42))).toBeGreaterThan(0);
+  expect(rows[3]).toMatch(/\d\.\d\dx$/);
+  await expect(run(process.execPath, [script, `build=${tempDir('rab-turn-')}`], 30_000)).rejects.toThrow('not a snapshot with bin/ and a built dist/');
+}, 90_000);
+
 test('bench/lib/profile-summary.js maps frames of a bundle back to their sources through the map beside it', async () => {
   const dir = tempDir('rab-prof-');
   const bundle = path.join(dir, 'dist', 'bundle.js');
