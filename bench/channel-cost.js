@@ -19,7 +19,7 @@
  * Traffic stays on 127.0.0.1. Every loop is bounded by its count and a 60 s deadline.
  */
 const net = require('node:net');
-const { usage, median } = require('./lib/util');
+const { usage, median, positiveIntOption } = require('./lib/util');
 const procs = require('./lib/procs');
 
 const DEADLINE_MS = 60_000;
@@ -89,14 +89,8 @@ async function timed(cycle, count, serverPid) {
 }
 
 async function main() {
-  const opt = (name, dflt) => {
-    const i = process.argv.indexOf(`--${name}`);
-    const v = i >= 0 ? Number(process.argv[i + 1]) : dflt;
-    if (!Number.isInteger(v) || v < 1) throw new Error(`--${name} must be a positive integer`);
-    return v;
-  };
-  const count = opt('count', 2000);
-  const repeats = opt('repeats', 5);
+  const count = positiveIntOption(process.argv, 'count', 2000);
+  const repeats = positiveIntOption(process.argv, 'repeats', 5);
   const start = async (kind) => {
     const { child, message } = await procs.startNodeReporting(__filename, ['--serve', kind], { name: `${kind}-server` });
     return { child, port: message.port };

@@ -27,7 +27,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { fork } = require('node:child_process');
-const { median } = require('./lib/util');
+const { median, positiveIntOption } = require('./lib/util');
 const { isRunnableCode, ROOT } = require('./lib/snapshot');
 
 const PIECES = ['empty', 'audit-line', 'stream-lines', 'next-tick'];
@@ -90,14 +90,8 @@ function measure({ builds, blocks, turns }) {
 }
 
 function main() {
-  const opt = (name, dflt) => {
-    const i = process.argv.indexOf(`--${name}`);
-    const v = i >= 0 ? Number(process.argv[i + 1]) : dflt;
-    if (!Number.isInteger(v) || v < 1) throw new Error(`--${name} must be a positive integer`);
-    return v;
-  };
-  const blocks = opt('blocks', 30);
-  const turns = opt('turns', 100);
+  const blocks = positiveIntOption(process.argv, 'blocks', 30);
+  const turns = positiveIntOption(process.argv, 'turns', 100);
   const builds = [{ label: 'this build', dir: ROOT }];
   for (const a of process.argv.slice(2)) {
     if (!a.startsWith('build=')) continue;

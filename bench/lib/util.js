@@ -137,6 +137,14 @@ function machineInfo() {
   };
 }
 
+/** `--NAME N` from argv as a positive integer, or `dflt` when absent; throws on anything else. */
+function positiveIntOption(argv, name, dflt) {
+  const i = argv.indexOf(`--${name}`);
+  const v = i >= 0 ? Number(argv[i + 1]) : dflt;
+  if (!Number.isInteger(v) || v < 1) throw new Error(`--${name} must be a positive integer`);
+  return v;
+}
+
 /** Run fn with a deadline; resolves with fn's value or rejects with a timeout error. */
 function withTimeout(promise, ms, what) {
   let t;
@@ -148,5 +156,5 @@ function withTimeout(promise, ms, what) {
 
 module.exports = {
   sleep, nowMs, percentile, median, summary, freePort, waitForPort, rssKiB, pssKiB, cpuMs, usage,
-  childrenOf, processTree, machineInfo, withTimeout,
+  childrenOf, processTree, machineInfo, withTimeout, positiveIntOption,
 };

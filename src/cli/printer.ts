@@ -17,7 +17,8 @@ export const PACE_MS = 20;
 export class Printer {
   private static readonly all = new Set<Printer>();
   private pending = '';
-  private scheduled = false;
+  /** The flush that waits: at the end of this turn, or after the pace. */
+  private immediate: NodeJS.Immediate | undefined;
   private timer: NodeJS.Timeout | undefined;
   private lastWrite = -Infinity;
 
@@ -44,11 +45,10 @@ export class Printer {
 
   /** Write what waits now (also a line someone waits for: the session code, `ready`). */
   flush(): void {
-    this.scheduled = false;
-    if (this.timer) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
-    }
+    clearImmediate(this.immediate);
+    clearTimeout(this.timer);
+    this.immediate = undefined;
+    this.timer = undefined;
     if (this.pending === '') return;
     const text = this.pending;
     this.pending = '';
@@ -58,10 +58,9 @@ export class Printer {
 
   private print(line: string): void {
     this.pending += `${line}\n`;
-    if (this.scheduled) return;
-    this.scheduled = true;
+    if (this.immediate || this.timer) return;
     const wait = this.lastWrite + this.paceMs - performance.now();
-    if (wait <= 0) setImmediate(() => { if (this.scheduled && !this.timer) this.flush(); });
+    if (wait <= 0) this.immediate = setImmediate(() => this.flush());
     else this.timer = setTimeout(() => this.flush(), wait).unref(); // on exit, flushAll writes what waits
   }
 }

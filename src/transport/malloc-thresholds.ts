@@ -33,8 +33,9 @@
  * V8's heap pages). The cost: after a burst a process keeps up to 64 MiB of free heap
  * mapped, where it kept about 35 MiB after its first download before.
  *
- * Elsewhere (another C library such as musl, thresholds set in the environment, which
- * switch glibc's adjustment off) the buffer is one mapping made and unmade: harmless.
+ * Under another C library (musl) nothing is allocated. Where glibc's thresholds were set
+ * in the environment (which switches its adjustment off) the buffer is one mapping made
+ * and unmade: harmless.
  * Not on other operating systems.
  */
 import fs from 'node:fs';
@@ -52,11 +53,16 @@ export function thresholdBlockBytes(arch: string = process.arch): number {
 
 /**
  * Allocate and drop, untouched, one block that glibc maps on its own, so that freeing it
- * raises the mmap threshold to its size and the trim threshold to twice that. Linux only;
- * returns whether it did.
+ * raises the mmap threshold to its size and the trim threshold to twice that. Linux with
+ * glibc only (elsewhere the block changes nothing, and the tuning report must not say it
+ * did); returns whether it did.
  */
-export function raiseMallocThresholds(platform: NodeJS.Platform = process.platform, blockBytes: number = thresholdBlockBytes()): boolean {
-  if (platform !== 'linux') return false;
+export function raiseMallocThresholds(
+  platform: NodeJS.Platform = process.platform,
+  blockBytes: number = thresholdBlockBytes(),
+  glibc: boolean = platform === 'linux' && usesGlibc(),
+): boolean {
+  if (platform !== 'linux' || !glibc) return false;
   try {
     // Zero-filled by the allocator, which for a fresh mapping writes nothing; dropped at once.
     void new ArrayBuffer(blockBytes);
@@ -68,10 +74,8 @@ export function raiseMallocThresholds(platform: NodeJS.Platform = process.platfo
 
 /**
  * Whether this process's C library is glibc (its libc.so.6 is mapped, no musl loader
- * is), from /proc/self/maps (or `maps`); false when that cannot be read. Only glibc
- * raises its thresholds as above: elsewhere raiseMallocThresholds changes nothing, and
- * the tuning report must not say it did. The report reads the file once per process
- * (0.2-0.3 ms here).
+ * is), from /proc/self/maps (or `maps`); false when that cannot be read. Read once per
+ * process, at startup (0.2-0.3 ms here).
  */
 export function usesGlibc(maps?: string): boolean {
   let text = maps;

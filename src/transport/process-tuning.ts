@@ -60,7 +60,7 @@ import { SMALL_HEAP_BYTES, watchMarkingMode } from './marking-mode';
 import { installRandomPool } from './random-pool';
 import { WARM_BUDGET_FLAG, WARM_CPU_MS, WARMING_BUDGET_FLAG, watchWarmUp, type WarmUp } from './warm-up';
 import { patchChannelDestroy, patchChannelRegrant } from './ssh2-channel';
-import { dynamicThresholdMax, raiseMallocThresholds, usesGlibc } from './malloc-thresholds';
+import { dynamicThresholdMax, raiseMallocThresholds } from './malloc-thresholds';
 
 /** V8 flags set at startup (each is read by V8 when it applies, so run-time setting works). */
 export const V8_FLAGS = ['--no-concurrent-array-buffer-sweeping', WARM_BUDGET_FLAG, '--no-allocation-site-pretenuring'];
@@ -79,9 +79,8 @@ export function installLibraryTuning(): void {
 export const WARMING_UP = `${WARMING_BUDGET_FLAG} for the first ${WARM_CPU_MS / 1000} s of CPU`;
 
 /**
- * How `appliedProcessTuning` reports the malloc thresholds: on Linux with glibc, which then sets
- * its trim threshold to twice the freed block (another C library, such as musl, ignores the block,
- * and the report leaves the line out).
+ * How `applyProcessTuning` reports the malloc thresholds: on Linux with glibc, which then sets its
+ * trim threshold to twice the freed block (elsewhere the block is not freed, nor reported).
  */
 export const MALLOC_THRESHOLDS = `glibc malloc trim threshold ${(2 * dynamicThresholdMax()) / 1048576} MiB`;
 
@@ -96,10 +95,8 @@ let enabled = false;
 let warmUp: WarmUp | undefined;
 /** Whether ssh2 was still unloaded when the padding pool was first installed. */
 let poolServesSsh2: boolean | undefined;
-/** Whether the malloc thresholds were raised (once per process: Linux). */
+/** Whether the malloc thresholds were raised (once per process: Linux with glibc). */
 let mallocRaised: boolean | undefined;
-/** Whether glibc did raise them (read from /proc/self/maps once, when first reported). */
-let glibc: boolean | undefined;
 
 /** Apply the tuning unless disabled; returns what was applied. */
 export function applyProcessTuning(env: NodeJS.ProcessEnv = process.env): string[] {
@@ -111,7 +108,7 @@ export function applyProcessTuning(env: NodeJS.ProcessEnv = process.env): string
   for (const flag of V8_FLAGS) v8.setFlagsFromString(flag);
   watchMarkingMode();
   mallocRaised ??= raiseMallocThresholds();
-  applied = [...(poolServesSsh2 ? ['random-pool'] : []), ...V8_FLAGS, ATOMIC_MARKING];
+  applied = [...(poolServesSsh2 ? ['random-pool'] : []), ...V8_FLAGS, ATOMIC_MARKING, ...(mallocRaised ? [MALLOC_THRESHOLDS] : [])];
   return appliedProcessTuning();
 }
 
@@ -147,6 +144,5 @@ function ssh2ProtocolLoaded(): boolean {
 
 /** What applyProcessTuning() and applyRunningTuning() applied in this process (`broker serve` reports it at start). */
 export function appliedProcessTuning(): string[] {
-  const malloc = mallocRaised && (glibc ??= usesGlibc());
-  return [...applied, ...(malloc ? [MALLOC_THRESHOLDS] : []), ...running];
+  return [...applied, ...running];
 }
