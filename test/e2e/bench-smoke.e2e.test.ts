@@ -126,6 +126,62 @@ test('bench/lib/profile-summary.js maps frames of a bundle back to their sources
   expect(inclusive).toMatch(/25\.0%\s+\(no frame of ours\)/);
 }, 60_000);
 
+test('bench/lib/kernel-trace-summary.js reads a tracer\'s output into turns, writes, waits for a core and CPU per connection', () => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { summarise, render } = require(path.join(REPO, 'bench', 'lib', 'kernel-trace-summary.js')) as {
+    summarise: (text: string, o: { roles: Record<number, string>; threads: Record<number, string>; count: number; cpus?: number; order?: string[] }) => { rows: Array<Record<string, number | string>>; busyShare: number };
+    render: (s: unknown, count: number) => string;
+  };
+  const sw = (cpu: number, t: string, prev: number, next: number) => `  x-${prev} [00${cpu}] d..2. ${t}: sched_switch: prev_comm=a prev_pid=${prev} prev_prio=120 prev_state=S ==> next_comm=b next_pid=${next} next_prio=120`;
+  const sys = (pid: number, t: string, what: string) => `  node-${pid} [000] ..... ${t}: ${what}`;
+  const trace = [
+    '# tracer: nop',
+    sw(0, '9.999900', 100, 0), // the broker sleeps: cpu 0 idle from here
+    sw(1, '10.000000', 999, 101), // a thread of the broker's runs on cpu 1
+    '  <idle>-0 [000] dNh2. 10.000000: sched_wakeup: comm=node pid=100 prio=120 target_cpu=000',
+    sw(1, '10.000100', 101, 0), // 100 µs of the broker's other thread
+    sw(0, '10.000150', 0, 100), // woken at 10.000000, on a core 150 µs later
+    sys(100, '10.000160', 'sys_exit: NR 281 = 1'), // epoll returned events: a turn starts
+    sys(100, '10.000200', 'sys_enter: NR 0 (12, 0, 0)'), // read
+    sys(555, '10.000205', 'sys_enter: NR 1 (3, 0, 0)'), // not one of ours
+    sys(100, '10.000210', 'sys_enter: NR 1 (13, 0, 0)'), // its first write, 50 µs in
+    sys(100, '10.000220', 'sys_enter: NR 20 (13, 0, 0)'),
+    sys(100, '10.000300', 'sys_enter: NR 281 (5, 0, 0)'), // back to epoll: a 140 µs turn
+    sw(0, '10.000310', 100, 0),
+  ].join('\n');
+  const s = summarise(trace, { roles: { 100: 'broker', 200: 'helper' }, threads: { 100: 'broker', 101: 'broker', 200: 'helper' }, count: 1, cpus: 2, order: ['helper', 'broker'] });
+  expect(s.rows.map((r) => r.role)).toEqual(['helper', 'broker']);
+  const broker = s.rows[1]!;
+  expect(broker).toMatchObject({ turnsPerConn: 1, keptWaitingPerConn: 1 });
+  expect(broker.cpuUsPerConn).toBeCloseTo(160 + 100, 3); // its main thread and its other thread
+  expect(broker.turnUsMedian).toBeCloseTo(140, 3);
+  expect(broker.toFirstWriteUsMedian).toBeCloseTo(50, 3);
+  expect(broker.afterFirstWriteUsPerConn).toBeCloseTo(90, 3);
+  expect(broker.keptWaitingUsPerConn).toBeCloseTo(150, 3);
+  expect(s.busyShare).toBeCloseTo(1 - 250 / (410 * 2), 3); // cpu 0 idle 250 µs of 410, on 2 CPUs
+  expect(s.rows[0]).toMatchObject({ role: 'helper', turnsPerConn: 0, cpuUsPerConn: 0 });
+  const table = render(s, 1);
+  expect(table).toMatch(/^broker\s+260\s+1\.0\s+140\s+50\s+90\s+1\.00\s+150$/m);
+  expect(table).toContain('busy 69.5 %');
+});
+
+test('bench/kernel-trace.js traces a chain\'s connections and prints a row per process (CI runs as root, where tracefs can be mounted)', async () => {
+  const script = path.join(REPO, 'bench', 'kernel-trace.js');
+  const { stdout } = await run(process.execPath, [script, '--warm', '50', '--count', '20'], 90_000);
+  for (const role of ['broker', 'agent', 'helper', 'target', 'client']) {
+    const line = stdout.split('\n').find((l) => l.startsWith(`${role} `));
+    expect(line).toBeDefined();
+    const [cpu, turns] = line!.slice(role.length).trim().split(/\s+/).map(Number);
+    expect(cpu).toBeGreaterThan(0);
+    expect(turns).toBeGreaterThan(0);
+  }
+  expect(stdout).toMatch(/the \d+ CPUs were busy \d+\.\d %/);
+  // the tracer is off again, with no event left enabled
+  expect(fs.readFileSync('/sys/kernel/tracing/events/sched/sched_switch/enable', 'utf8').trim()).toBe('0');
+  expect(fs.readFileSync('/sys/kernel/tracing/set_event_pid', 'utf8').trim()).toBe('');
+  await expect(run(process.execPath, [script, `build=${tempDir('rab-ktrace-')}`], 30_000)).rejects.toThrow('not a snapshot with bin/ and a built dist/');
+}, 120_000);
+
 test('bench/ab.js runs variants side by side, each with its own settings, and rejects a malformed one', async () => {
   const ab = path.join(REPO, 'bench', 'ab.js');
   const { stdout, stderr } = await run(process.execPath, [ab, 'connections', '--repeats', '2', '--count', '30', '', 'BROKER_STREAM_WINDOW=0,--max-semi-space-size=8'], 120_000);
