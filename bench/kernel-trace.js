@@ -106,11 +106,15 @@ async function main() {
     process.stderr.write(`[ktrace] tracing ${count} connections\n`);
     let text;
     let r;
+    // Ctrl-C (procs exits the process) must not leave the tracer running.
+    const restore = () => tracer.restore();
+    process.once('exit', restore);
     try {
       tracer.start(Object.keys(threads));
       r = await client.connSetup({ socks: chain.socks, target, count, deadlineMs: 120_000 });
       text = tracer.stop();
     } finally {
+      process.removeListener('exit', restore);
       tracer.restore();
     }
     if (r.errors) throw new Error(`${r.errors} traced connections failed (${r.firstError})`);

@@ -10,6 +10,8 @@
  * next epoll wait. x86_64 syscall numbers.
  */
 
+const { median } = require('./util');
+
 /** x86_64: epoll_wait, epoll_pwait, epoll_pwait2. */
 const EPOLL = new Set([232, 281, 441]);
 /** x86_64: write, writev, sendto, sendmsg, connect: what hands work to another process. */
@@ -18,12 +20,6 @@ const HAND_ON = new Set([1, 20, 44, 46, 42]);
 const LONG_WAIT_US = 100;
 
 const LINE = /^\s*(.+?)-(\d+)\s+\[(\d+)\]\s+\S+\s+([\d.]+): (\w+): (.*)$/;
-
-function median(a) {
-  if (a.length === 0) return NaN;
-  const s = [...a].sort((x, y) => x - y);
-  return s[Math.floor(s.length / 2)];
-}
 
 /**
  * `text`: the trace. `roles`: main thread id -> role name (e.g. broker). `threads`:
@@ -34,7 +30,7 @@ function median(a) {
  */
 function summarise(text, { roles, threads, count, cpus: cpuCount, order = [] }) {
   const per = {};
-  const role = (name) => (per[name] ??= { cpuUs: 0, turns: [], toFirstWrite: [], afterFirstWrite: 0, wakeups: 0, waits: [] });
+  const role = (name) => (per[name] ??= { cpuUs: 0, turns: [], toFirstWrite: [], afterFirstWrite: 0, waits: [] });
   for (const name of Object.values(roles)) role(name);
   const loop = {}; // main thread id -> { woke, firstWrite }
   const woken = {}; // thread id -> time of its wake-up, until it runs
@@ -81,7 +77,6 @@ function summarise(text, { roles, threads, count, cpus: cpuCount, order = [] }) 
       if (ret > 0) {
         l.woke = t;
         l.firstWrite = undefined;
-        role(name).wakeups++;
       }
     } else if (event === 'sys_enter' && l.woke !== undefined) {
       if (EPOLL.has(nr)) {
