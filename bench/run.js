@@ -71,9 +71,9 @@ function sizesFor(o) {
     wanConns: 40, wanDelayMs: 10, wanDownloadMiB: 32, wanBurst: 16,
     slowRateMbit: 10, slowDelayMs: 10, slowSettleMs: 3000, slowPersistent: 10, slowFresh: 4,
     httpRequests: 1000,
-    repeats: { bulk: 3, connections: 3, concurrency: 3, fairness: 2, wan: 1, slowlink: 2, httpfront: 5, start: 10 },
+    repeats: { bulk: 3, connections: 3, concurrency: 3, fairness: 3, wan: 1, slowlink: 2, httpfront: 5, start: 10 },
     jobCapMs: 120_000,
-    budgetS: { bulk: 900, connections: 450, concurrency: 600, fairness: 600, memory: 400, wan: 400, slowlink: 1100, httpfront: 200, start: 120 },
+    budgetS: { bulk: 900, connections: 450, concurrency: 600, fairness: 900, memory: 400, wan: 400, slowlink: 1100, httpfront: 200, start: 120 },
   };
   const quick = {
     bulkBytes: 64 * 1024 ** 2, connCount: 200, connWarmup: 100, concConns: 50, concReqs: 10, idleStreams: 200,
