@@ -118,6 +118,7 @@ async function main() {
       tracer.restore();
     }
     if (r.errors) throw new Error(`${r.errors} traced connections failed (${r.firstError})`);
+    if (r.partial) throw new Error(`only ${r.n} of ${count} connections within 120 s: use a smaller --count`);
     if (/LOST \d+ EVENTS/.test(text)) process.stderr.write('[ktrace] the tracer lost events: use a smaller --count\n');
     process.stdout.write(`${render(summarise(text, { roles, threads, count, cpus: os.cpus().length, order: Object.keys(pids) }), count)}\n`);
     await chain.close();
